@@ -1,0 +1,38 @@
+# audioclf: run `make help` for the list of targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-slow lint tensorboard clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install audioclf with its dev tools
+
+demo: $(STAMP) ## Train on the embedded synthetic dataset, evaluate, print the report
+	$(BIN)/python train.py experiment=demo
+
+test: $(STAMP) ## Run the fast test suite (CPU, offline)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP) ## Run the slow tests too
+	$(BIN)/python -m pytest -q -m ''
+
+lint: $(STAMP) ## Check style with ruff
+	$(BIN)/ruff check audioclf tests train.py eval.py
+
+tensorboard: $(STAMP) ## Serve the TensorBoard logs under logs/
+	$(BIN)/tensorboard --logdir logs
+
+clean: ## Remove the venv, logs and caches
+	rm -rf $(VENV) logs .cache .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,187 @@
+"""Frontends: waveform batch (B, samples) -> feature batch (B, C, F, T), on the device.
+
+A `Frontend` chains a transform (STFT magnitude, log-mel, MFCC, ...), an input
+normalization whose statistics are adapted on training data and saved with the
+model, and SpecAugment masks that apply in training only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torchaudio.transforms as T
+from torch import nn
+
+from audioclf.errors import UserError
+
+
+class Stft(nn.Module):
+    """Linear STFT magnitude, (B, 1, n_fft // 2 + 1, frames)."""
+
+    def __init__(self, sample_rate: int, n_fft: int = 256, win_length: int | None = None,
+                 hop_length: int = 128, center: bool = False, power: float = 1.0):
+        super().__init__()
+        self.spectrogram = T.Spectrogram(
+            n_fft=n_fft, win_length=win_length, hop_length=hop_length, center=center, power=power
+        )
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.spectrogram(waves).unsqueeze(1)
+
+
+class LogMel(nn.Module):
+    """Log mel power spectrogram, (B, 1, n_mels, frames)."""
+
+    def __init__(self, sample_rate: int, n_fft: int = 512, win_length: int | None = 480,
+                 hop_length: int = 160, n_mels: int = 40, f_min: float = 20.0,
+                 f_max: float | None = None, center: bool = True, log: bool = True):
+        super().__init__()
+        self.mel = T.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
+            n_mels=n_mels, f_min=f_min, f_max=f_max, center=center,
+        )
+        self.log = log
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        mel = self.mel(waves).unsqueeze(1)
+        return torch.log(mel + 1e-6) if self.log else mel
+
+
+class Mfcc(nn.Module):
+    """Mel-frequency cepstral coefficients, (B, 1, n_mfcc, frames)."""
+
+    def __init__(self, sample_rate: int, n_mfcc: int = 40, n_fft: int = 512,
+                 win_length: int | None = 480, hop_length: int = 160, n_mels: int = 40):
+        super().__init__()
+        self.mfcc = T.MFCC(
+            sample_rate=sample_rate, n_mfcc=n_mfcc, log_mels=True,
+            melkwargs={"n_fft": n_fft, "win_length": win_length, "hop_length": hop_length,
+                       "n_mels": n_mels},
+        )
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.mfcc(waves).unsqueeze(1)
+
+
+TRANSFORMS: dict[str, type[nn.Module]] = {"stft": Stft, "logmel": LogMel, "mfcc": Mfcc}
+
+
+class InputNorm(nn.Module):
+    """Standardize features with statistics adapted on training data.
+
+    `global`: one mean/std over everything (Keras `Normalization.adapt` on a
+    one-channel spectrogram); `per_band`: one per (channel, frequency) row;
+    `none`: identity.
+    """
+
+    MODES = ("none", "global", "per_band")
+
+    def __init__(self, mode: str = "global"):
+        super().__init__()
+        if mode not in self.MODES:
+            raise UserError(f"features.normalize={mode} is unknown: use one of {self.MODES}")
+        self.mode = mode
+        self.register_buffer("mean", torch.zeros(1))
+        self.register_buffer("std", torch.ones(1))
+        self.register_buffer("adapted", torch.tensor(mode == "none"))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("mean", "std"):  # shapes are known only once adapted
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def adapt(self, features: torch.Tensor) -> None:
+        """Set mean/std from a (B, C, F, T) batch of training features."""
+        if self.mode == "none":
+            return
+        if self.mode == "global":
+            self.mean = features.mean().reshape(1)
+            self.std = features.std().clamp_min(1e-5).reshape(1)
+        else:  # one (channel, band) row each, broadcast over batch and time
+            self.mean = features.mean(dim=(0, 3)).unsqueeze(-1)
+            self.std = features.std(dim=(0, 3)).clamp_min(1e-5).unsqueeze(-1)
+        self.adapted.fill_(True)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.mode == "none":
+            return features
+        return (features - self.mean) / self.std
+
+
+class SpecAugment(nn.Module):
+    """Zero `freq_masks` bands of width <= `freq_width` and `time_masks` spans of
+    width <= `time_width`, drawn independently per example; identity in eval."""
+
+    def __init__(self, freq_masks: int = 0, freq_width: int = 0, time_masks: int = 0,
+                 time_width: int = 0):
+        super().__init__()
+        self.freq_masks, self.freq_width = freq_masks, freq_width
+        self.time_masks, self.time_width = time_masks, time_width
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return features
+        batch, _, bins, frames = features.shape
+        keep = torch.ones(batch, 1, bins, frames, dtype=torch.bool, device=features.device)
+        keep &= ~self.masks(batch, bins, self.freq_masks, self.freq_width, features.device)[:, None, :, None]
+        keep &= ~self.masks(batch, frames, self.time_masks, self.time_width, features.device)[:, None, None, :]
+        return features * keep
+
+    @staticmethod
+    def masks(batch: int, size: int, count: int, max_width: int, device) -> torch.Tensor:
+        """(batch, size) boolean: the union of `count` random spans of width 0..max_width."""
+        masked = torch.zeros(batch, size, dtype=torch.bool, device=device)
+        max_width = min(max_width, size)
+        if count == 0 or max_width == 0:
+            return masked
+        positions = torch.arange(size, device=device)
+        for _ in range(count):
+            width = torch.randint(0, max_width + 1, (batch, 1), device=device)
+            start = (torch.rand(batch, 1, device=device) * (size - width + 1)).floor()
+            masked |= (positions >= start) & (positions < start + width)
+        return masked
+
+
+class Frontend(nn.Module):
+    """transform -> normalization -> SpecAugment (training only)."""
+
+    def __init__(self, transform: nn.Module, norm: InputNorm, spec_augment: SpecAugment):
+        super().__init__()
+        self.transform, self.norm, self.spec_augment = transform, norm, spec_augment
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.spec_augment(self.norm(self.transform(waves)))
+
+    def output_shape(self, num_samples: int) -> tuple[int, ...]:
+        with torch.no_grad():
+            return tuple(self.transform(torch.zeros(1, num_samples)).shape[1:])
+
+    @torch.no_grad()
+    def adapt(self, waves_int16: np.ndarray, max_clips: int = 2000, chunk: int = 256) -> None:
+        """Adapt the normalization on up to `max_clips` evenly spaced training clips."""
+        if self.norm.mode == "none":
+            return
+        step = max(1, math.ceil(len(waves_int16) / max_clips))
+        sample = torch.from_numpy(np.asarray(waves_int16[::step], dtype=np.float32) / 32768)
+        device = self.norm.mean.device
+        features = torch.cat([self.transform(sample[i : i + chunk].to(device)) for i in range(0, len(sample), chunk)])
+        self.norm.adapt(features)
+
+
+def build_frontend(features: dict[str, Any], sample_rate: int,
+                   spec_augment: dict[str, Any] | None = None) -> Frontend:
+    params = dict(features)
+    name = params.pop("name")
+    normalize = params.pop("normalize", "global")
+    if name not in TRANSFORMS:
+        raise UserError(f"features={name} is unknown: choose one of {', '.join(TRANSFORMS)}")
+    try:
+        transform = TRANSFORMS[name](sample_rate=sample_rate, **params)
+    except TypeError as error:
+        raise UserError(f"features={name}: {error}; check the features.* overrides") from None
+    return Frontend(transform, InputNorm(normalize), SpecAugment(**(spec_augment or {})))

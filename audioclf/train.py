@@ -1,0 +1,139 @@
+"""Training: config -> data, model, trainer -> fit -> test -> report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+
+from audioclf.config import check_override_types, to_dict
+from audioclf.data.datamodule import AudioDataModule
+from audioclf.errors import UserError
+from audioclf.module import AudioClassifier
+from audioclf.report import confusion_figure, write_report
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig, data: dict | None = None) -> AudioDataModule:
+    return AudioDataModule(
+        data=data if data is not None else to_dict(cfg.data),
+        augment=to_dict(cfg.get("augment")),
+        data_dir=cfg.paths.data_dir,
+        cache_dir=cfg.paths.cache_dir,
+        seed=cfg.seed,
+    )
+
+
+def build_model(cfg: DictConfig, datamodule: AudioDataModule) -> AudioClassifier:
+    optim = to_dict(cfg.optim)
+    label_smoothing = optim.pop("label_smoothing", 0.0)
+    augment = to_dict(cfg.get("augment")) or {}
+    return AudioClassifier(
+        class_names=datamodule.class_names,
+        sample_rate=datamodule.sample_rate,
+        num_samples=datamodule.num_samples,
+        backbone=to_dict(cfg.model),
+        features=to_dict(cfg.features),
+        spec_augment=augment.get("spec_augment"),
+        optim=optim,
+        label_smoothing=label_smoothing,
+        data=to_dict(cfg.data),
+    )
+
+
+def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    try:
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    except (TypeError, ValueError) as error:
+        message = str(error).splitlines()[0]
+        raise UserError(f"the trainer config is invalid ({message}): check the trainer.* overrides") from None
+
+
+def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
+    return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    check_override_types(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model = build_model(cfg, datamodule)
+    model.frontend.adapt(datamodule.banks["train"].waves)
+    trainer = build_trainer(cfg)
+
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    train_seconds = time.perf_counter() - started
+    metrics = scalar_metrics(trainer)
+
+    if cfg.get("test"):
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint and not trainer.fast_dev_run else ""
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        metrics.update(scalar_metrics(trainer))
+        report = publish_report(trainer, model, output_dir, "test")
+        print(f"\nTest report ({datamodule.source.name}, {model.hparams.backbone['name']}):\n{report}")
+
+    summary = {**metrics, "params": model.num_parameters, "train_seconds": round(train_seconds, 2),
+               "epochs": trainer.current_epoch}
+    log_hparams(trainer, cfg, summary)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    board = tensorboard_logger(trainer)
+    if board is not None:
+        print(f"TensorBoard logs: {board.log_dir}  (view: tensorboard --logdir {board.log_dir})")
+    return summary
+
+
+def scalar_metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+
+
+def publish_report(trainer: L.Trainer, model: AudioClassifier, folder: Path, split: str) -> str:
+    """Write the report files and log the confusion matrix image to TensorBoard."""
+    confusion = model.test_confusion.compute().cpu().numpy()
+    text = write_report(confusion, model.class_names, folder, prefix=split)
+    board = tensorboard_logger(trainer)
+    if board is not None:
+        figure = confusion_figure(confusion, model.class_names, f"{split} confusion matrix")
+        board.experiment.add_figure(f"{split}/confusion_matrix", figure, global_step=trainer.global_step)
+        board.experiment.flush()
+    return text
+
+
+def log_hparams(trainer: L.Trainer, cfg: DictConfig, summary: dict[str, float]) -> None:
+    """One hparams entry per run, with its final metrics, for TensorBoard's HPARAMS tab."""
+    board = tensorboard_logger(trainer)
+    if board is None:
+        return
+    params = {"seed": cfg.seed}
+    for group in ("model", "features", "optim", "augment", "data"):
+        params.update(flatten(to_dict(cfg.get(group)) or {}, group))
+    final = {f"hp/{k.replace('/', '_')}": v for k, v in summary.items() if isinstance(v, int | float)}
+    board.log_hyperparams(params, metrics=final)
+    board.finalize("success")
+
+
+def flatten(tree: dict, prefix: str) -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value if isinstance(value, int | float | str | bool) else str(value)
+    return flat
