@@ -3,9 +3,11 @@
 Decoding, resampling and padding happen here, once per split. The result is
 cached under `cache_dir` as `waves.npy` + `labels.npy` + `manifest.json` and
 memory-mapped by later runs. The cache key covers the clip list (with file
-sizes and modification times), the sample rate and the clip length; a
-checksum over the samples catches a truncated or corrupted cache, which is
-then rebuilt.
+sizes and modification times), the sample rate and the clip length, so a
+changed, added, removed or touched file, rate or length selects a fresh
+folder. On every load the manifest, the array shapes and dtypes and a CRC-32
+over all samples and labels are checked (about a second per GB); a truncated
+or corrupted cache is logged, rebuilt and never returned.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ def load_or_build(
 ) -> ClipBank:
     clips = source.clips(split)
     if not clips:
-        raise UserError(f"the {split} split of data={source.name} is empty: check data.root and data.split")
+        raise UserError(
+            f"the {split} split of data={source.name} is empty: check data.root and data.split"
+        )
     if cache_dir is None:
         waves, labels, _ = decode(source, clips, sample_rate, num_samples, skip_bad_files, workers)
         return ClipBank(waves, labels, sample_rate)
@@ -60,9 +64,22 @@ def load_or_build(
     folder = Path(cache_dir) / f"{source.name}-{split}-{key[:16]}"
     bank = load_cached(folder, key, sample_rate)
     if bank is None:
-        waves, labels, skipped = decode(source, clips, sample_rate, num_samples, skip_bad_files, workers)
-        save(folder, key, waves, labels, sample_rate, clips, skipped)
+        waves, labels, skipped = decode(
+            source, clips, sample_rate, num_samples, skip_bad_files, workers
+        )
+        try:
+            save(folder, key, waves, labels, sample_rate, clips, skipped)
+        except OSError as error:
+            raise UserError(
+                f"cannot write the clip cache {folder} ({error.strerror or error}): "
+                "free disk space or point paths.cache_dir at a writable folder"
+            ) from None
         bank = load_cached(folder, key, sample_rate)
+        if bank is None:
+            raise UserError(
+                f"the clip cache {folder} did not read back intact after writing: "
+                "check the disk, or point paths.cache_dir elsewhere"
+            )
     return bank
 
 
@@ -96,9 +113,10 @@ def decode(source, clips, sample_rate, num_samples, skip_bad_files, workers):
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         results = pool.map(load, clips)
-        for i, (clip, result) in enumerate(
-            tqdm(results, total=len(clips), desc=f"decoding {source.name}", unit="clip", leave=False)
-        ):
+        progress = tqdm(
+            results, total=len(clips), desc=f"decoding {source.name}", unit="clip", leave=False
+        )
+        for i, (clip, result) in enumerate(progress):
             if isinstance(result, str):
                 keep[i] = False
                 skipped.append(clip.path)
@@ -113,7 +131,8 @@ def decode(source, clips, sample_rate, num_samples, skip_bad_files, workers):
 
 
 def save(folder: Path, key, waves, labels, sample_rate, clips, skipped) -> None:
-    staging = folder.with_name(folder.name + ".tmp")
+    """Write into a private staging folder, then swap it in with one rename."""
+    staging = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     np.save(staging / "waves.npy", waves)
@@ -130,7 +149,12 @@ def save(folder: Path, key, waves, labels, sample_rate, clips, skipped) -> None:
     }
     (staging / "manifest.json").write_text(json.dumps(manifest))
     shutil.rmtree(folder, ignore_errors=True)
-    staging.replace(folder)
+    try:
+        staging.replace(folder)
+    except OSError:  # another process put its (identical) bank there first
+        if load_cached(folder, key, sample_rate) is None:
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_cached(folder: Path, key: str, sample_rate: int) -> ClipBank | None:
@@ -141,12 +165,19 @@ def load_cached(folder: Path, key: str, sample_rate: int) -> ClipBank | None:
             return None
         waves = np.load(folder / "waves.npy", mmap_mode="r")
         labels = np.load(folder / "labels.npy")
-        shape_ok = waves.shape == (manifest["count"], manifest["num_samples"])
-        if not shape_ok or checksum(waves, labels) != manifest["crc32"]:
-            raise ValueError("checksum or shape mismatch")
+        count = manifest["count"]
+        if waves.dtype != np.int16 or waves.shape != (count, manifest["num_samples"]):
+            raise ValueError(f"waves.npy holds {waves.dtype} {waves.shape}, manifest says int16 "
+                             f"({count}, {manifest['num_samples']})")
+        if labels.dtype != np.int64 or labels.shape != (count,):
+            raise ValueError(
+                f"labels.npy holds {labels.dtype} {labels.shape}, manifest says ({count},)"
+            )
+        if checksum(waves, labels) != manifest["crc32"]:
+            raise ValueError("CRC-32 of the samples does not match the manifest")
     except FileNotFoundError:
         return None
-    except (ValueError, KeyError, OSError, EOFError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, OSError, EOFError) as error:
         log.warning("clip cache %s is damaged (%s); rebuilding it", folder, error)
         return None
     return ClipBank(waves, labels, sample_rate)

@@ -1,0 +1,218 @@
+"""The clip bank cache: bit-exact round trip, invalidation, corrupt-cache recovery."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audioclf.data import clips
+from audioclf.data.clips import load_or_build
+from audioclf.data.sources.folder import FolderSource
+from audioclf.errors import UserError
+from tests.conftest import write_wav
+
+RATE = 16000
+LENGTH = 4000  # 0.25 s clips keep the tests fast
+
+
+def make_tree(root: Path, per_class: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
+    """Two classes of PCM_16 WAVs of varied length; returns path -> the int16 samples written."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for word in ("yes", "no"):
+        for i in range(per_class):
+            length = int(rng.integers(LENGTH // 2, LENGTH + 1))
+            samples = rng.integers(-20000, 20000, length, dtype=np.int16)
+            path = write_wav(root / word / f"{i:03d}.wav", samples, RATE)
+            written[str(path)] = samples
+    return written
+
+
+def expected_bank(source: FolderSource, written: dict, length: int = LENGTH) -> np.ndarray:
+    """What the bank must hold: the written samples, zero-padded or centre-cropped, bit for bit."""
+    rows = []
+    for clip in source.clips("train"):
+        samples = written[clip.path]
+        if len(samples) >= length:
+            offset = (len(samples) - length) // 2
+            rows.append(samples[offset : offset + length])
+        else:
+            rows.append(np.pad(samples, (0, length - len(samples))))
+    return np.stack(rows)
+
+
+def folder_source(root: Path) -> FolderSource:
+    return FolderSource(str(root), val_ratio=0.0, test_ratio=0.0)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "audio"
+    return root, make_tree(root)
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Counts how often the bank is decoded from the audio files (i.e. built, not loaded)."""
+    calls = []
+    real = clips.decode
+
+    def spy(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(clips, "decode", spy)
+    return calls
+
+
+def bank_folder(cache: Path) -> Path:
+    folders = [p for p in cache.iterdir() if p.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def test_round_trip_is_bit_exact_and_memory_mapped(tree, tmp_path, decodes):
+    root, written = tree
+    source = folder_source(root)
+    cache = tmp_path / "cache"
+    built = load_or_build(source, "train", RATE, LENGTH, cache)
+    loaded = load_or_build(folder_source(root), "train", RATE, LENGTH, cache)
+    assert len(decodes) == 1  # the second call read the cache
+    assert isinstance(loaded.waves, np.memmap)
+    assert loaded.waves.dtype == np.int16 and loaded.waves.shape == (10, LENGTH)
+    expected = expected_bank(source, written)
+    np.testing.assert_array_equal(np.asarray(built.waves), expected)
+    np.testing.assert_array_equal(np.asarray(loaded.waves), expected)
+    np.testing.assert_array_equal(loaded.labels, [c.label for c in source.clips("train")])
+    uncached = load_or_build(source, "train", RATE, LENGTH, None)
+    np.testing.assert_array_equal(uncached.waves, expected)
+
+    manifest = json.loads((bank_folder(cache) / "manifest.json").read_text())
+    assert manifest["files"] == [c.path for c in source.clips("train")]
+    assert manifest["sample_rate"] == RATE and manifest["num_samples"] == LENGTH
+    assert manifest["count"] == 10 and isinstance(manifest["crc32"], int)
+
+
+def test_center_crop_of_long_files(tmp_path):
+    root = tmp_path / "audio"
+    written = make_tree(root)
+    source = folder_source(root)
+    bank = load_or_build(source, "train", RATE, LENGTH // 4, tmp_path / "cache")
+    expected = expected_bank(source, written, LENGTH // 4)
+    np.testing.assert_array_equal(np.asarray(bank.waves), expected)
+
+
+@pytest.mark.parametrize("change", ["file_added", "file_removed", "file_touched", "file_rewritten",
+                                    "rate", "length"])
+def test_changes_invalidate_the_cache(tree, tmp_path, decodes, change):
+    root, written = tree
+    cache = tmp_path / "cache"
+    load_or_build(folder_source(root), "train", RATE, LENGTH, cache)
+    rate, length = RATE, LENGTH
+    first = next(iter(written))
+    if change == "file_added":
+        samples = np.ones(LENGTH, np.int16)
+        written[str(write_wav(root / "no" / "new.wav", samples, RATE))] = samples
+    elif change == "file_removed":
+        os.remove(first)
+        del written[first]
+    elif change == "file_touched":
+        stat = os.stat(first)
+        os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    elif change == "file_rewritten":
+        written[first] = np.full(LENGTH, 1234, np.int16)
+        write_wav(Path(first), written[first], RATE)
+    elif change == "rate":
+        rate = 8000
+    elif change == "length":
+        length = LENGTH // 2
+    source = folder_source(root)
+    bank = load_or_build(source, "train", rate, length, cache)
+    assert len(decodes) == 2, "the stale cache was used"
+    if change != "rate":
+        expected = expected_bank(source, written, length)
+        np.testing.assert_array_equal(np.asarray(bank.waves), expected)
+    assert bank.waves.shape == (len(written), length)
+    load_or_build(source, "train", rate, length, cache)
+    assert len(decodes) == 2, "the rebuilt cache was not reused"
+
+
+def flip_bytes(path: Path, offset: int, count: int = 8) -> None:
+    data = bytearray(path.read_bytes())
+    offset = offset % len(data)
+    data[offset : offset + count] = bytes(b ^ 0xFF for b in data[offset : offset + count])
+    path.write_bytes(bytes(data))
+
+
+def shorten(path: Path, by: int) -> None:
+    os.truncate(path, path.stat().st_size - by)
+
+
+DAMAGE = {
+    "waves_truncated": lambda f: shorten(f / "waves.npy", 100),
+    "waves_truncated_to_header": lambda f: os.truncate(f / "waves.npy", 40),
+    "waves_empty": lambda f: os.truncate(f / "waves.npy", 0),
+    "waves_samples_flipped": lambda f: flip_bytes(f / "waves.npy", -5000),
+    "waves_header_flipped": lambda f: flip_bytes(f / "waves.npy", 20),
+    "waves_missing": lambda f: os.remove(f / "waves.npy"),
+    "labels_flipped": lambda f: flip_bytes(f / "labels.npy", -8, 1),
+    "labels_truncated": lambda f: shorten(f / "labels.npy", 8),
+    "manifest_not_json": lambda f: (f / "manifest.json").write_text("{\"key\": "),
+    "manifest_a_list": lambda f: (f / "manifest.json").write_text("[1, 2]"),
+    "manifest_missing_crc": lambda f: rewrite_manifest(f, lambda m: m.pop("crc32")),
+    "manifest_wrong_count": lambda f: rewrite_manifest(f, lambda m: m.update(count=m["count"] - 1)),
+    "manifest_missing": lambda f: os.remove(f / "manifest.json"),
+}
+
+
+def rewrite_manifest(folder: Path, edit) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_cache_is_rebuilt_never_used(tree, tmp_path, decodes, damage, caplog):
+    root, written = tree
+    cache = tmp_path / "cache"
+    source = folder_source(root)
+    load_or_build(source, "train", RATE, LENGTH, cache)
+    DAMAGE[damage](bank_folder(cache))
+    with caplog.at_level(logging.WARNING, logger="audioclf.data.clips"):
+        bank = load_or_build(folder_source(root), "train", RATE, LENGTH, cache)
+    assert len(decodes) == 2, "the damaged cache was not rebuilt"
+    np.testing.assert_array_equal(np.asarray(bank.waves), expected_bank(source, written))
+    np.testing.assert_array_equal(bank.labels, [c.label for c in source.clips("train")])
+    if not damage.endswith("missing"):
+        assert "damaged" in caplog.text
+    # the rebuilt cache is intact and used from now on
+    load_or_build(folder_source(root), "train", RATE, LENGTH, cache)
+    assert len(decodes) == 2
+
+
+def test_unwritable_cache_dir_is_a_user_error(tree, tmp_path):
+    root, _ = tree
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(UserError, match="paths.cache_dir"):
+        load_or_build(folder_source(root), "train", RATE, LENGTH, blocker / "cache")
+
+
+def test_stale_staging_folder_does_not_break_a_build(tree, tmp_path, decodes):
+    root, written = tree
+    cache = tmp_path / "cache"
+    source = folder_source(root)
+    load_or_build(source, "train", RATE, LENGTH, cache)
+    folder = bank_folder(cache)
+    leftover = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # an interrupted earlier write
+    leftover.mkdir()
+    (leftover / "waves.npy").write_bytes(b"half")
+    os.remove(folder / "manifest.json")
+    bank = load_or_build(folder_source(root), "train", RATE, LENGTH, cache)
+    np.testing.assert_array_equal(np.asarray(bank.waves), expected_bank(source, written))
+    assert not leftover.exists()
