@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from audioclf.data.augment import mixup
 from audioclf.errors import UserError
 from audioclf.features import build_frontend
 from audioclf.models import build_backbone, count_parameters
@@ -33,6 +34,7 @@ class AudioClassifier(L.LightningModule):
         optim: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
         data: dict[str, Any] | None = None,
+        mixup_alpha: float = 0.0,
     ):
         """`data` is the training data config, kept so eval can default to it."""
         super().__init__()
@@ -71,7 +73,23 @@ class AudioClassifier(L.LightningModule):
         return loss, logits
 
     def training_step(self, batch, batch_idx):
+        if self.hparams.mixup_alpha > 0:
+            return self._mixup_step(batch)
         return self._step(batch, self.train_metrics, "train")[0]
+
+    def _mixup_step(self, batch) -> torch.Tensor:
+        """Mixup on features (augment.mixup_alpha): cross-entropy against the mixed soft labels;
+        train metrics score the dominant label of each mix."""
+        waves, labels = batch
+        features, targets = mixup(self.frontend(waves), labels, len(self.class_names),
+                                  self.hparams.mixup_alpha)
+        logits = self.backbone(features)
+        loss = F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
+        self.train_metrics.update(logits, targets.argmax(1))
+        size = len(labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=size)
+        return loss
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, self.val_metrics, "val")

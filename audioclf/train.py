@@ -44,6 +44,7 @@ def build_model(cfg: DictConfig, datamodule: AudioDataModule) -> AudioClassifier
         backbone=to_dict(cfg.model),
         features=to_dict(cfg.features),
         spec_augment=augment.get("spec_augment"),
+        mixup_alpha=augment.get("mixup_alpha", 0.0),
         optim=optim,
         label_smoothing=label_smoothing,
         data=to_dict(cfg.data),

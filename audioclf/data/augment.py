@@ -30,7 +30,8 @@ class NoiseBank(nn.Module):
     def __init__(self, recordings: list[np.ndarray]):
         super().__init__()
         lengths = torch.tensor([len(r) for r in recordings])
-        self.register_buffer("samples", torch.from_numpy(np.concatenate(recordings)), persistent=False)
+        samples = torch.from_numpy(np.concatenate(recordings))
+        self.register_buffer("samples", samples, persistent=False)
         self.register_buffer("starts", torch.cumsum(lengths, 0) - lengths, persistent=False)
         self.register_buffer("lengths", lengths, persistent=False)
 
@@ -38,12 +39,15 @@ class NoiseBank(nn.Module):
     def from_folder(cls, folder: str | Path, sample_rate: int, min_samples: int) -> NoiseBank:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
-            raise UserError(f"augment.noise_dir={folder} is not a directory: fix the path or set it to null")
+            raise UserError(
+                f"augment.noise_dir={folder} is not a directory: fix the path or set it to null"
+            )
         recordings = [resample(*read_audio(path), sample_rate) for path in list_audio_files(folder)]
         return cls.from_recordings(recordings, min_samples, f"augment.noise_dir={folder}")
 
     @classmethod
-    def from_recordings(cls, recordings: list[np.ndarray], min_samples: int, origin: str) -> NoiseBank:
+    def from_recordings(cls, recordings: list[np.ndarray], min_samples: int,
+                        origin: str) -> NoiseBank:
         recordings = [r.astype(np.float32) for r in recordings if len(r) >= min_samples]
         if not recordings:
             raise UserError(
@@ -57,7 +61,8 @@ class NoiseBank(nn.Module):
         files = torch.randint(len(self.lengths), (count,), device=self.samples.device)
         room = (self.lengths[files] - length + 1).float()
         offsets = (torch.rand(count, device=self.samples.device) * room).long()
-        index = (self.starts[files] + offsets)[:, None] + torch.arange(length, device=self.samples.device)
+        steps = torch.arange(length, device=self.samples.device)
+        index = (self.starts[files] + offsets)[:, None] + steps
         return self.samples[index]
 
 
@@ -73,7 +78,10 @@ def speed_factors(speed: tuple[float, float], steps: int) -> list[Fraction]:
     """`steps` evenly spaced speed factors over [low, high], as small fractions for resampling."""
     low, high = float(speed[0]), float(speed[1])
     if not 0 < low <= high:
-        raise UserError(f"augment.speed={list(speed)} must be [low, high] with 0 < low <= high, e.g. [0.9,1.1]")
+        raise UserError(
+            f"augment.speed={list(speed)} must be [low, high] with 0 < low <= high, "
+            "e.g. augment.speed=[0.9,1.1]"
+        )
     values = [low] if low == high or steps <= 1 else np.linspace(low, high, int(steps)).tolist()
     return sorted({Fraction(v).limit_denominator(50) for v in values})
 
@@ -173,13 +181,11 @@ class WaveAugment(nn.Module):
         return waves + noise * scale * mixed
 
     def refresh_silence(self, waves: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Replace `_silence_` clips with fresh noise-bank crops at a volume drawn from silence_volume."""
-        silent = labels == self.silence_label
-        if not bool(silent.any()):
-            return waves
+        """Replace `_silence_` clips by fresh noise crops at a volume drawn from silence_volume."""
         batch, length = waves.shape
-        fresh = self.noise_bank.crops(batch, length) * uniform(*self.silence_volume, batch, waves.device)
-        return torch.where(silent[:, None], fresh, waves)
+        volume = uniform(*self.silence_volume, batch, waves.device)
+        fresh = self.noise_bank.crops(batch, length) * volume
+        return torch.where((labels == self.silence_label)[:, None], fresh, waves)
 
 
 def mixup(features: torch.Tensor, labels: torch.Tensor, num_classes: int,

@@ -9,14 +9,22 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    WeightedRandomSampler,
+)
 
 from audioclf.data.augment import NoiseBank, WaveAugment
 from audioclf.data.clips import ClipBank, load_or_build
 from audioclf.data.sources import SOURCES, SPLITS, Source, build_source
 
 log = logging.getLogger(__name__)
-LOADER_KEYS = ("sample_rate", "clip_seconds", "batch_size", "num_workers", "pin_memory", "skip_bad_files")
+LOADER_KEYS = ("sample_rate", "clip_seconds", "batch_size", "num_workers", "pin_memory", "skip_bad_files",
+               "balanced_sampler")
 
 
 class BankDataset(Dataset):
@@ -77,9 +85,12 @@ class AudioDataModule(L.LightningDataModule):
     def build_augment(self) -> WaveAugment:
         cfg = dict(self.augment_cfg)
         cfg.pop("spec_augment", None)
+        cfg.pop("mixup_alpha", None)  # applied on features by the module
         noise_dir = cfg.pop("noise_dir", None)
+        names = list(self.source.class_names)
+        silence = names.index("_silence_") if "_silence_" in names else None
         bank = None
-        if cfg.get("noise_prob", 0) > 0:
+        if cfg.get("noise_prob", 0) > 0 or (cfg.get("fresh_silence") and silence is not None):
             if noise_dir is not None:
                 bank = NoiseBank.from_folder(noise_dir, self.sample_rate, self.num_samples)
             elif recordings := self.source.noise_recordings(self.sample_rate):
@@ -89,7 +100,7 @@ class AudioDataModule(L.LightningDataModule):
                     "augment.noise_prob=%s but data=%s ships no noise: set augment.noise_dir "
                     "to mix background noise", cfg["noise_prob"], self.source.name,
                 )
-        return WaveAugment(self.sample_rate, noise_bank=bank, **cfg)
+        return WaveAugment(self.sample_rate, noise_bank=bank, silence_label=silence, **cfg)
 
     @property
     def class_names(self) -> list[str]:
@@ -103,7 +114,12 @@ class AudioDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = BankDataset(self.banks[split])
-        if shuffle:
+        if shuffle and self.loader.get("balanced_sampler"):
+            generator = torch.Generator().manual_seed(self.seed)
+            labels = torch.from_numpy(np.asarray(self.banks[split].labels))
+            weights = 1.0 / torch.bincount(labels).double()[labels]  # each class equally likely
+            order = WeightedRandomSampler(weights, len(labels), generator=generator)
+        elif shuffle:
             generator = torch.Generator().manual_seed(self.seed)
             order = RandomSampler(dataset, generator=generator)
         else:
@@ -131,5 +147,5 @@ class AudioDataModule(L.LightningDataModule):
         waves, labels = batch
         waves = waves.float() / 32768
         if self.trainer is not None and self.trainer.training and self.augment is not None:
-            waves = self.augment.to(waves.device)(waves)
+            waves = self.augment.to(waves.device)(waves, labels)
         return waves, labels

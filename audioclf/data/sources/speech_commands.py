@@ -75,9 +75,10 @@ class SpeechCommandsSource(Source):
             return clips
         rng = random.Random(f"{self.seed}:{split}")
         others = [p for p in files if p.parent.name not in index]
-        n_unknown = min(len(others), math.ceil(len(clips) * self.unknown_pct / 100))
+        known = len(clips)  # both percentages are of the command clips, as in kws_streaming
+        n_unknown = min(len(others), math.ceil(known * self.unknown_pct / 100))
         clips += [ClipRef(str(p), index[UNKNOWN]) for p in rng.sample(others, n_unknown)]
-        n_silence = math.ceil(len(clips) * self.silence_pct / 100)
+        n_silence = math.ceil(known * self.silence_pct / 100)
         clips += self._silence_clips(n_silence, index[SILENCE], rng)
         return clips
 
