@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from audioclf import train
+from audioclf.cli import precheck_arguments
 from audioclf.errors import exit_on_user_error
 
 
@@ -15,4 +16,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    precheck_arguments()
     main()

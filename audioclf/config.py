@@ -79,3 +79,19 @@ def _show(default: Any) -> str:
     if isinstance(default, bool):
         return str(default).lower()
     return str(default).replace(" ", "")
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """Reject `group=option` arguments naming no conf/<group>/<option>.yaml, in one line.
+
+    Runs before Hydra, whose own message for this spans a screen.
+    """
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        folder = CONF_DIR / key
+        if not sep or "." in key or "/" in key or not folder.is_dir() or value in ("", "null"):
+            continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        for choice in value.split(","):
+            if choice.strip() not in options:
+                raise UserError(f"{key}={choice} is not a config in conf/{key}/: choose one of {', '.join(options)}")

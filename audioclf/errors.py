@@ -12,6 +12,11 @@ class UserError(Exception):
     """A problem the user can fix: the message names the thing and the fix."""
 
 
+def exit_with(error: UserError) -> None:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
 def exit_on_user_error(run: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap an entry point so a UserError prints one line and exits with status 2."""
 
@@ -20,7 +25,6 @@ def exit_on_user_error(run: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return run(*args, **kwargs)
         except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+            exit_with(error)
 
     return wrapper

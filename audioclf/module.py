@@ -60,6 +60,9 @@ class AudioClassifier(L.LightningModule):
         self.test_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, samples) float in [-1, 1], or int16 PCM as the clip bank stores it -> logits."""
+        if not waves.is_floating_point():
+            waves = waves.float() / 32768
         return self.backbone(self.frontend(waves))
 
     def _step(self, batch, metrics: MetricCollection, stage: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,22 @@ def test_fast_dev_run_on_synthetic(tmp_path):
     assert (run / "test_confusion.png").stat().st_size > 0
 
 
+def test_tensorboard_holds_scalars_hparams_and_the_confusion_image(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = compose_config(tmp_path, [*SMALL_SYNTHETIC, "trainer.max_epochs=2", "trainer.enable_progress_bar=false"])
+    metrics = train.run(cfg)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    for scalar in ("train/loss_epoch", "val/acc", "val/f1_macro", "val/acc_best", "test/acc", "hp/test_acc"):
+        assert scalar in tags["scalars"], scalar
+    assert "test/confusion_matrix" in tags["images"]
+    assert "_hparams_/session_start_info" in events.summary_metadata
+    assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(metrics["test/acc"])
+    assert metrics["epochs"] == 2
+
+
 def test_fast_dev_run_on_speech_commands_fixture(tmp_path, speech_commands_root):
     cfg = compose_config(
         tmp_path, ["data=speech_commands", f"data.root={speech_commands_root}", "debug=fast",
