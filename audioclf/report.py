@@ -99,3 +99,10 @@ def write_report(confusion: np.ndarray, class_names: list[str], folder: Path, pr
     figure.savefig(folder / f"{prefix}_confusion.png", dpi=100)
     plt.close(figure)
     return to_text(rows)
+
+
+if __name__ == "__main__":
+    # `python -m audioclf.report <multirun dir>`: sweep table and bar chart (sweep_report.py).
+    from audioclf.sweep_report import main
+
+    main()

@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
@@ -51,8 +52,9 @@ def build_model(cfg: DictConfig, datamodule: AudioDataModule) -> AudioClassifier
     )
 
 
-def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:
+def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: Any) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks += list(extra_callbacks)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     try:
         return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
@@ -65,7 +67,8 @@ def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
+def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
+    """Train, test and write metrics.json; `callbacks` are added to the configured ones."""
     check_override_types(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -74,7 +77,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")
     model = build_model(cfg, datamodule)
     model.frontend.adapt(datamodule.banks["train"].waves)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, callbacks)
 
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -91,13 +94,39 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     summary = {**metrics, "params": model.num_parameters, "train_seconds": round(train_seconds, 2),
                "epochs": trainer.current_epoch}
+    summary["seconds_per_epoch"] = round(train_seconds / max(1, trainer.current_epoch), 3)
     log_hparams(trainer, cfg, summary)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    # "job" says which sweep cell this run is, so `python -m audioclf.report` can group runs.
+    record = {**summary, "job": describe_job(cfg)}
+    (output_dir / "metrics.json").write_text(json.dumps(record, indent=2))
     board = tensorboard_logger(trainer)
     if board is not None:
         print(f"TensorBoard logs: {board.log_dir}  (view: tensorboard --logdir {board.log_dir})")
     return summary
+
+
+def describe_job(cfg: DictConfig) -> dict[str, Any]:
+    """The run's command-line overrides, group choices, model, data, seed and key hparams."""
+    overrides, choices = [], {}
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        overrides = list(hydra_cfg.overrides.task)
+        choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
+    data = to_dict(cfg.data)
+    optim = to_dict(cfg.optim)
+    return {
+        "overrides": overrides,
+        "choices": choices,
+        "model": cfg.model.name,
+        "data": data.get("source"),
+        "split": data.get("split"),
+        "seed": cfg.seed,
+        "max_epochs": cfg.trainer.get("max_epochs"),
+        "lr": optim.get("lr"),
+        "weight_decay": optim.get("weight_decay"),
+        "model_hparams": {k: v for k, v in to_dict(cfg.model).items() if k != "name"},
+    }
 
 
 def scalar_metrics(trainer: L.Trainer) -> dict[str, float]:
