@@ -12,6 +12,7 @@ same in every job are listed once above the table. Writes into the output folder
     <name>.csv        the same numbers, one row per config (fractions, not percent)
     <name>_runs.csv   one row per job
     <name>.png        bar chart of --metric, mean with std error bars and one dot per seed
+    <name>_curves.*   with --curves TAG...: those TensorBoard scalars per epoch, per job
 """
 
 from __future__ import annotations
@@ -266,9 +267,12 @@ def sweep_report(
     name: str = "sweep_report",
     metric: str = "test/acc",
     title: str | None = None,
+    curves: list[str] | tuple[str, ...] = (),
 ) -> str:
     """Collect the jobs under `folder`; write <name>.md/.csv/_runs.csv/.png into `out`.
 
+    `curves` names TensorBoard scalar tags (e.g. train/loss_epoch, val/loss): each job's
+    curves are read from its event files into <name>_curves.csv and <name>_curves.png.
     Returns the markdown table."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -299,7 +303,70 @@ def sweep_report(
     )
     figure.savefig(out / f"{name}.png", dpi=110)
     plt.close(figure)
+    if curves:
+        points = [
+            {
+                "job": r["job"],
+                "config": r["config"],
+                "seed": r["seed"],
+                "tag": tag,
+                "epoch": i + 1,
+                "value": value,
+            }
+            for r in runs
+            for tag in curves
+            for i, value in enumerate(read_scalars(folder / r["job"], tag))
+        ]
+        if not points:
+            raise UserError(
+                f"no TensorBoard scalars {', '.join(curves)} under {folder}: "
+                "check the tag names (TensorBoard's scalar tab lists them)"
+            )
+        write_csv(points, out / f"{name}_curves.csv")
+        figure = curves_figure(points, list(curves), [row["config"] for row in rows])
+        figure.savefig(out / f"{name}_curves.png", dpi=110)
+        plt.close(figure)
     return table
+
+
+def read_scalars(run_dir: Path, tag: str) -> list[float]:
+    """The values of one scalar tag from the TensorBoard event files under a run, in step order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values: dict[int, float] = {}
+    for events in sorted(run_dir.rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if tag in accumulator.Tags().get("scalars", []):
+            values.update({e.step: e.value for e in accumulator.Scalars(tag)})
+    return [values[step] for step in sorted(values)]
+
+
+def curves_figure(points: list[dict], tags: list[str], configs: list[str]):
+    """One panel per tag: each config's mean curve over seeds, the seeds faint behind it."""
+    figure, panels = plt.subplots(1, len(tags), figsize=(5.5 * len(tags), 4), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for axes, tag in zip(panels[0], tags, strict=True):
+        for c, config in enumerate(configs):
+            color = colors[c % len(colors)]
+            by_seed: dict[Any, list[float]] = {}
+            for p in points:
+                if p["tag"] == tag and p["config"] == config:
+                    by_seed.setdefault(p["job"], []).append(p["value"])
+            if not by_seed:
+                continue
+            for values in by_seed.values():
+                axes.plot(range(1, len(values) + 1), values, color=color, alpha=0.25, lw=1)
+            length = min(len(v) for v in by_seed.values())
+            mean = [statistics.fmean(v[i] for v in by_seed.values()) for i in range(length)]
+            axes.plot(range(1, length + 1), mean, color=color, lw=2, label=_wrap(config, 40))
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(tag)
+        axes.set_title(f"{tag} (thin: seeds, thick: mean)")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -319,14 +386,22 @@ def main(argv: list[str] | None = None) -> None:
         "--name", default="sweep_report", help="file name stem (default sweep_report)"
     )
     parser.add_argument("--title", default=None, help="the bar chart's title")
+    parser.add_argument(
+        "--curves",
+        nargs="+",
+        default=(),
+        metavar="TAG",
+        help="also plot these TensorBoard scalars per epoch, e.g. train/loss_epoch val/loss",
+    )
     args = parser.parse_args(argv)
     try:
-        table = sweep_report(args.folder, args.out, args.name, args.metric, args.title)
+        table = sweep_report(args.folder, args.out, args.name, args.metric, args.title, args.curves)
     except UserError as error:
         exit_with(error)
     out = Path(args.out or args.folder)
     print(table)
-    print(f"wrote {out / args.name}.md, .csv, _runs.csv and .png")
+    extra = " and _curves.csv/.png" if args.curves else ""
+    print(f"wrote {out / args.name}.md, .csv, _runs.csv and .png{extra}")
 
 
 if __name__ == "__main__":

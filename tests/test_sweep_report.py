@@ -125,3 +125,56 @@ def test_bad_folders_are_one_line_errors(tmp_path):
         text=True,
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "error:" in done.stderr
+
+
+def test_curves_from_tensorboard_event_files(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder = fake_multirun(tmp_path / "sweep")
+    for job in range(6):
+        writer = SummaryWriter(str(folder / str(job) / "tensorboard"))
+        for step, loss in enumerate([2.0, 1.5, 1.0 + job / 10]):
+            writer.add_scalar("val/loss", loss, global_step=10 * step)
+        writer.close()
+    sweep_report(folder, curves=["val/loss"])
+    points = list(csv.DictReader(open(folder / "sweep_report_curves.csv")))
+    assert len(points) == 18 and points[2] == {
+        "job": "0",
+        "config": "model=tf_cnn",
+        "seed": "0",
+        "tag": "val/loss",
+        "epoch": "3",
+        "value": "1.0",
+    }
+    assert (folder / "sweep_report_curves.png").stat().st_size > 0
+    with pytest.raises(UserError, match="no TensorBoard scalars"):
+        sweep_report(folder, curves=["val/nope"])
+
+
+@pytest.mark.slow
+def test_real_tiny_multirun(tmp_path):
+    """`train.py -m` over two seeds of tiny synthetic data, then the report on its folder."""
+    sweep = tmp_path / "multirun"
+    args = [
+        "model=tf_cnn",
+        "data=synthetic",
+        "data.train_per_class=4",
+        "data.val_per_class=1",
+        "data.test_per_class=1",
+        "seed=0,1",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    job = json.loads((sweep / "1" / "metrics.json").read_text())["job"]
+    assert job["seed"] == 1 and job["model"] == "tf_cnn" and "seed=1" in job["overrides"]
+    table = sweep_report(sweep, curves=["val/acc"])
+    assert "| all runs | 2 |" in table and "seed=" not in table
+    assert (sweep / "sweep_report.png").is_file() and (sweep / "sweep_report_curves.png").is_file()
