@@ -111,7 +111,9 @@ def config_keys(runs: list[dict]) -> tuple[list[str], list[str]]:
     common = [o for o in per_run[0] if all(o in other for other in per_run)] if per_run else []
     for run, kept in zip(runs, per_run, strict=True):
         run["config"] = ", ".join(o for o in kept if o not in common) or "all runs"
-        run["settings"] = dict(o.split("=", 1) for o in kept if o not in common and "=" in o)
+        # values as given, unquoted: data.split='speaker=x' -> speaker=x
+        pairs = (o.split("=", 1) for o in kept if o not in common and "=" in o)
+        run["settings"] = {key: value.strip("'\"") for key, value in pairs}
     varying = []
     for run in runs:
         for key in run["settings"]:

@@ -1,0 +1,52 @@
+# Sourced by experiments/<study>/run.sh. Usage of every study script:
+#   experiments/<study>/run.sh [FSDD_RECORDINGS_DIR] [extra train.py overrides ...]
+# Environment knobs (all optional):
+#   FSDD_ROOT    the FSDD recordings/ folder (default ../shared/data/fsdd/recordings,
+#                relative to the repo root); a first argument without '=' sets it too
+#   DATA_ARGS    the data overrides (default: FSDD at FSDD_ROOT, no download); e.g.
+#                DATA_ARGS="data=speech_commands data.root=/data/speech_commands_v0.02"
+#   DEVICE_ARGS  default trainer.accelerator=cpu; e.g. "trainer=gpu" on a GPU
+#   EPOCHS, SEEDS and the study's own knobs: see the top of its run.sh
+#   PYTHON       default .venv/bin/python when it exists, else python
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+if [[ $# -gt 0 && "$1" != *=* ]]; then
+    FSDD_ROOT="$1"
+    shift
+fi
+EXTRA=("$@")
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
+FSDD_ROOT="${FSDD_ROOT:-../shared/data/fsdd/recordings}"
+DATA_ARGS="${DATA_ARGS:-data=fsdd data.root=$FSDD_ROOT data.download=false}"
+DEVICE_ARGS="${DEVICE_ARGS:-trainer.accelerator=cpu}"
+STAMP="$(date +%Y-%m-%d_%H-%M-%S)"
+STARTED=$SECONDS
+
+# sweep STUDY NAME overrides...: one `train.py -m` multirun into logs/multiruns/STUDY/<time>/NAME.
+# Sets RUNS to logs/multiruns/STUDY/<time>, the folder holding all of this run's sweeps:
+# `python -m audioclf.report $RUNS` groups their jobs, `tensorboard --logdir $RUNS` overlays them.
+sweep() {
+    local study="$1" name="$2"
+    shift 2
+    RUNS="logs/multiruns/$study/$STAMP"
+    SWEEP="$RUNS/$name"
+    # shellcheck disable=SC2086  # DATA_ARGS and DEVICE_ARGS are word lists on purpose
+    "$PYTHON" train.py -m task_name="$study" hydra.sweep.dir="$SWEEP" $DATA_ARGS $DEVICE_ARGS \
+        trainer.enable_progress_bar=false "$@" "${EXTRA[@]}"
+    echo "multirun folder: $SWEEP   (tensorboard --logdir $RUNS)"
+}
+
+# finish STUDY: write experiments/STUDY/run_info.txt with the wall time and the machine.
+finish() {
+    local study="$1" elapsed=$((SECONDS - STARTED))
+    {
+        echo "experiments/$study/run.sh finished $(date '+%Y-%m-%d %H:%M') after ${elapsed} s"
+        echo "($((elapsed / 60)) min) on $(nproc) CPU cores, load average at the end:" \
+            "$(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "data: $DATA_ARGS; device: $DEVICE_ARGS; extra: ${EXTRA[*]:-none}"
+        echo "runs: $RUNS"
+    } | tee "experiments/$study/run_info.txt"
+}
