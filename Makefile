@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install audioclf with its dev tools
 
-demo: $(STAMP) ## Train on the embedded synthetic dataset, evaluate, print the report
-	$(BIN)/python train.py experiment=demo
+DEMO_DIR := logs/demo
+
+demo: $(STAMP) ## Train on the embedded synthetic dataset, evaluate the checkpoint, print the report
+	rm -rf $(DEMO_DIR)
+	$(BIN)/python train.py experiment=demo hydra.run.dir=$(DEMO_DIR)
+	$(BIN)/python eval.py ckpt_path=$(DEMO_DIR)/checkpoints/last.ckpt hydra.run.dir=$(DEMO_DIR)/eval
+	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(DEMO_DIR)/tensorboard   (or: make tensorboard)"
 
 test: $(STAMP) ## Run the fast test suite (CPU, offline)
 	$(BIN)/python -m pytest -q
