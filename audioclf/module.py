@@ -68,7 +68,11 @@ class AudioClassifier(L.LightningModule):
     def _step(self, batch, metrics: MetricCollection, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         waves, labels = batch
         logits = self(waves)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        backbone_loss = getattr(self.backbone, "loss", None)  # a backbone may own its loss (gru_seq2seq)
+        if callable(backbone_loss):
+            loss = backbone_loss(logits, labels)
+        else:
+            loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
         metrics.update(logits, labels)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(labels))
