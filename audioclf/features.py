@@ -185,3 +185,79 @@ def build_frontend(features: dict[str, Any], sample_rate: int,
     except TypeError as error:
         raise UserError(f"features={name}: {error}; check the features.* overrides") from None
     return Frontend(transform, InputNorm(normalize), SpecAugment(**(spec_augment or {})))
+
+
+class RawPowerMel(nn.Module):
+    """Mel power spectrogram with no log, (B, 1, n_mels, frames).
+
+    `librosa.feature.melspectrogram` defaults (Slaney mel scale and area
+    normalization, power 2): the input of the FSDD LSTM that stays at chance.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int = 512, win_length: int | None = None,
+                 hop_length: int = 256, n_mels: int = 80, f_min: float = 0.0,
+                 f_max: float | None = None, center: bool = True, mel_scale: str = "slaney",
+                 norm: str | None = "slaney"):
+        super().__init__()
+        self.mel = T.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
+            n_mels=n_mels, f_min=f_min, f_max=f_max, center=center, mel_scale=mel_scale, norm=norm,
+        )
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.mel(waves).unsqueeze(1)
+
+
+class PhasedStft(nn.Module):
+    """Phased spectrogram, (B, phases, freq, frames).
+
+    Each STFT bin's log1p magnitude is spread over `phases` phase centres
+    c_k = 2 pi k / P, weighted by exp(-d^2 / (2 sigma^2)) where d = |e^{i phi} -
+    e^{i c_k}| = 2 |sin((phi - c_k) / 2)| is the chord distance between the bin's
+    unit phasor and the centre; sigma = sigma_scale * 2 pi / P. The clip is
+    zero-padded to `pad_to` samples (null: the next power of two, 16,384 for
+    1 s at 16 kHz). `pool` = (freq, time) average-pools the volume, so a 3D CNN
+    over it fits CPU training memory.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int = 256, hop_length: int = 64,
+                 phases: int = 10, sigma_scale: float = 0.8, pad_to: int | None = None,
+                 center: bool = False, pool: list[int] | tuple[int, int] = (2, 2)):
+        super().__init__()
+        self.n_fft, self.hop_length, self.center = n_fft, hop_length, center
+        self.pad_to = pad_to
+        self.sigma = sigma_scale * 2 * math.pi / phases
+        self.pool = tuple(int(p) for p in pool)
+        if len(self.pool) != 2 or min(self.pool) < 1:
+            raise UserError(f"features.pool={list(pool)} must be 2 positive ints [freq, time]")
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        centres = 2 * math.pi * torch.arange(phases) / phases
+        self.register_buffer("centres", centres, persistent=False)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        length = waves.shape[-1]
+        target = self.pad_to or 1 << max(0, (length - 1).bit_length())
+        if target > length:
+            waves = torch.nn.functional.pad(waves, (0, target - length))
+        spec = torch.stft(waves, self.n_fft, self.hop_length, window=self.window,
+                          center=self.center, return_complex=True)           # (B, F, T)
+        magnitude = torch.log1p(spec.abs()).unsqueeze(1)                     # (B, 1, F, T)
+        phase = torch.angle(spec).unsqueeze(1)
+        chord = 2 * torch.sin((phase - self.centres.view(1, -1, 1, 1)) / 2).abs()
+        volume = magnitude * torch.exp(-chord**2 / (2 * self.sigma**2))      # (B, P, F, T)
+        if self.pool != (1, 1):
+            volume = torch.nn.functional.avg_pool2d(volume, self.pool, ceil_mode=True)
+        return volume
+
+
+class Waveform(nn.Module):
+    """The samples themselves, (B, 1, 1, samples), for backbones that learn their filters."""
+
+    def __init__(self, sample_rate: int):
+        super().__init__()
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return waves[:, None, None, :]
+
+
+TRANSFORMS.update({"raw_power_mel": RawPowerMel, "phased_stft": PhasedStft, "waveform": Waveform})
