@@ -22,7 +22,7 @@ fi
 FSDD_ROOT="${FSDD_ROOT:-../shared/data/fsdd/recordings}"
 DATA_ARGS="${DATA_ARGS:-data=fsdd data.root=$FSDD_ROOT data.download=false}"
 DEVICE_ARGS="${DEVICE_ARGS:-trainer.accelerator=cpu}"
-STAMP="$(date +%Y-%m-%d_%H-%M-%S)"
+STAMP="${STAMP:-$(date +%Y-%m-%d_%H-%M-%S)}"  # set it to add sweeps to an earlier run folder
 STARTED=$SECONDS
 
 # sweep STUDY NAME overrides...: one `train.py -m` multirun into logs/multiruns/STUDY/<time>/NAME.
