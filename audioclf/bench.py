@@ -203,8 +203,9 @@ def latency_ms(model: torch.nn.Module, clip: torch.Tensor, runs: int) -> tuple[f
 # ----------------------------------------------------------------- configs
 
 
-def model_config(name: str, features: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(backbone spec, features config) as `train.py model=<name>` composes them."""
+def model_config(name: str, features: str | None) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(backbone spec, features config, its conf/features name) as `train.py model=<name>`
+    composes them; the clips stay 16 kHz whatever data rate the model config asks for."""
     chosen = "logmel"  # conf/train.yaml's default
     spec: dict[str, Any] = {"name": name}
     path = CONF_DIR / "model" / f"{name}.yaml"
@@ -223,7 +224,7 @@ def model_config(name: str, features: str | None) -> tuple[dict[str, Any], dict[
     if not features_path.is_file():
         raise UserError(f"--features {chosen}: no {features_path}; use a name from conf/features/")
     merged = OmegaConf.merge(OmegaConf.load(features_path), inline)
-    return spec, OmegaConf.to_container(merged, resolve=True)
+    return spec, OmegaConf.to_container(merged, resolve=True), chosen
 
 
 # -------------------------------------------------------------------- run
@@ -231,7 +232,7 @@ def model_config(name: str, features: str | None) -> tuple[dict[str, Any], dict[
 
 def bench_backbone(name: str, args, datamodule: AudioDataModule, device: torch.device,
                    log: Callable[[str], None]) -> dict[str, Any]:
-    spec, features = model_config(name, args.features)
+    spec, features, conf_name = model_config(name, args.features)
     bank = datamodule.banks["train"]
     torch.manual_seed(args.seed)
     ours = AudioClassifier(
@@ -240,7 +241,7 @@ def bench_backbone(name: str, args, datamodule: AudioDataModule, device: torch.d
     ).to(device)
     ours.frontend.adapt(bank.waves)
     naive = copy.deepcopy(ours.backbone)  # same architecture, same initial weights
-    row: dict[str, Any] = {"backbone": name, "frontend": features["name"],
+    row: dict[str, Any] = {"backbone": name, "frontend": conf_name,
                            "input_shape": list(ours.input_shape),
                            "params": sum(p.numel() for p in ours.backbone.parameters())}
 
@@ -388,7 +389,7 @@ def run(args) -> dict[str, Any]:
     clip = torch.from_numpy(datamodule.banks["train"].waves[:1] / 32768).float()
     results["latency"] = []
     for name in latency_names:
-        spec, features = model_config(name, args.features)
+        spec, features, conf_name = model_config(name, args.features)
         try:
             model = AudioClassifier(
                 class_names=datamodule.class_names, sample_rate=SAMPLE_RATE,
@@ -398,7 +399,7 @@ def run(args) -> dict[str, Any]:
             results["skipped"].setdefault(name, str(error))
             continue
         median, p95 = latency_ms(model, clip, args.latency_runs)
-        results["latency"].append({"backbone": name, "frontend": features["name"],
+        results["latency"].append({"backbone": name, "frontend": conf_name,
                                    "median_ms": median, "p95_ms": p95})
     results["load_average"] = {"before": load_before, "after": os.getloadavg()}
     return results

@@ -44,7 +44,7 @@ def test_wavs_are_made_once(tmp_path):
 def test_naive_features_equal_the_frontend(tmp_path, name):
     """The two pipelines do the same feature work, one clip at a time vs. batched."""
     path = next(bench.make_wavs(tmp_path / "wavs", 8).rglob("*.wav"))
-    _, features = bench.model_config("tf_cnn", name)
+    _, features, _ = bench.model_config("tf_cnn", name)
     naive, label = bench.NaiveDataset([(str(path), 3)], features)[0]
     samples, _ = sf.read(str(path), dtype="int16")
     waves = torch.from_numpy(samples[None].astype(np.float32) / 32768)

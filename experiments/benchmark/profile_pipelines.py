@@ -46,7 +46,7 @@ def main() -> None:
         cache_dir=str(cache / "clips"),
     )
     datamodule.setup("fit")
-    spec, features = bench.model_config(args.backbone, None)
+    spec, features, _ = bench.model_config(args.backbone, None)
     torch.manual_seed(0)
     ours = AudioClassifier(class_names=datamodule.class_names, sample_rate=16000,
                            num_samples=16000, backbone=spec, features=features)
