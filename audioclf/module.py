@@ -109,6 +109,15 @@ class AudioClassifier(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()
+        if getattr(self, "_resumed_val_acc_best", None) is not None:  # a resumed run keeps its best
+            self.val_acc_best.update(torch.tensor(self._resumed_val_acc_best))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.val_acc_best.update_count:
+            checkpoint["val_acc_best"] = float(self.val_acc_best.max_value)  # local: no DDP sync
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_val_acc_best = checkpoint.get("val_acc_best")
 
     def test_step(self, batch, batch_idx):
         _, logits = self._step(batch, self.test_metrics, "test")

@@ -17,9 +17,12 @@ from omegaconf import DictConfig
 
 from audioclf.config import check_override_types, to_dict
 from audioclf.data.datamodule import AudioDataModule
+from audioclf.distributed import quiet_other_ranks
 from audioclf.errors import UserError
 from audioclf.module import AudioClassifier
+from audioclf.precision import CpuBf16Lstm
 from audioclf.report import confusion_figure, write_report
+from audioclf.resume import AtomicCheckpointIO, ResumeState, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,9 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += list(extra_callbacks)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    callbacks.append(ResumeState())  # random states in checkpoints: exact resume (resume.py)
+    callbacks.append(CpuBf16Lstm())  # bf16-mixed on CPU with LSTMs (precision.py)
+    extra.setdefault("plugins", [AtomicCheckpointIO()])  # a kill mid-save leaves no half file
     try:
         return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     except (TypeError, ValueError) as error:
@@ -70,6 +76,8 @@ def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
 def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     """Train, test and write metrics.json; `callbacks` are added to the configured ones."""
     check_override_types(cfg)
+    quiet_other_ranks()  # DDP: one set of logs, from rank 0 (distributed.py)
+    ckpt_path = resolve_ckpt_path(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build_datamodule(cfg)
@@ -80,7 +88,7 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     trainer = build_trainer(cfg, callbacks)
 
     started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     train_seconds = time.perf_counter() - started
     metrics = scalar_metrics(trainer)
 
@@ -90,12 +98,16 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update(scalar_metrics(trainer))
         report = publish_report(trainer, model, output_dir, "test")
-        print(f"\nTest report ({datamodule.source.name}, {model.hparams.backbone['name']}):\n{report}")
+        if trainer.is_global_zero:
+            name = model.hparams.backbone["name"]
+            print(f"\nTest report ({datamodule.source.name}, {name}):\n{report}")
 
     summary = {**metrics, "params": model.num_parameters, "train_seconds": round(train_seconds, 2),
                "epochs": trainer.current_epoch}
     summary["seconds_per_epoch"] = round(train_seconds / max(1, trainer.current_epoch), 3)
     log_hparams(trainer, cfg, summary)
+    if not trainer.is_global_zero:  # DDP: rank 0 writes the run files
+        return summary
     output_dir.mkdir(parents=True, exist_ok=True)
     # "job" says which sweep cell this run is, so `python -m audioclf.report` can group runs.
     record = {**summary, "job": describe_job(cfg)}
@@ -135,7 +147,9 @@ def scalar_metrics(trainer: L.Trainer) -> dict[str, float]:
 
 def publish_report(trainer: L.Trainer, model: AudioClassifier, folder: Path, split: str) -> str:
     """Write the report files and log the confusion matrix image to TensorBoard."""
-    confusion = model.test_confusion.compute().cpu().numpy()
+    confusion = model.test_confusion.compute().cpu().numpy()  # synced over DDP ranks
+    if not trainer.is_global_zero:
+        return ""
     text = write_report(confusion, model.class_names, folder, prefix=split)
     board = tensorboard_logger(trainer)
     if board is not None:

@@ -20,6 +20,7 @@ from torch.utils.data import (
 
 from audioclf.data.augment import NoiseBank, WaveAugment
 from audioclf.data.clips import ClipBank, load_or_build
+from audioclf.data.loading import ResumableDataLoader, ShardedBatches
 from audioclf.data.sources import SOURCES, SPLITS, Source, build_source
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,10 @@ class AudioDataModule(L.LightningDataModule):
         else:
             order = SequentialSampler(dataset)
         workers = int(self.loader.get("num_workers", 0))
-        return DataLoader(
+        batches = BatchSampler(order, int(self.loader.get("batch_size", 64)), drop_last=False)
+        return ResumableDataLoader(  # this rank's shard under DDP; resumable mid-epoch (loading.py)
             dataset,
-            sampler=BatchSampler(order, int(self.loader.get("batch_size", 64)), drop_last=False),
+            sampler=ShardedBatches(batches, train=shuffle),
             batch_size=None,
             num_workers=workers,
             pin_memory=bool(self.loader.get("pin_memory", False)),

@@ -1,0 +1,119 @@
+"""DDP: each rank gets its own shard; two CPU processes (gloo) make one run dir, one set of logs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+from audioclf.data import loading
+from audioclf.data.loading import ShardedBatches
+from tests.conftest import compose_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shards(make, size: int) -> list[list[list[int]]]:
+    """Each rank's batches, as `ShardedBatches` gives them under a world of `size`."""
+    out = []
+    for rank in range(size):
+        loading.world = lambda rank=rank: (rank, size)
+        out.append(list(make()))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def restore_world():
+    original = loading.world
+    yield
+    loading.world = original
+
+
+@pytest.mark.parametrize("clips, batch, size", [(100, 16, 2), (100, 16, 3), (7, 4, 2), (64, 8, 4)])
+def test_train_shards_are_disjoint_equal_length_and_cover_the_epoch(clips, batch, size):
+    def make():
+        return ShardedBatches(
+            BatchSampler(
+                RandomSampler(range(clips), generator=torch.Generator().manual_seed(1)),
+                batch,
+                drop_last=False,
+            ),
+            train=True,
+        )
+
+    per_rank = shards(make, size)
+    total = math.ceil(math.ceil(clips / batch) / size)
+    assert all(len(batches) == total for batches in per_rank)
+    firsts = [tuple(b) for batches in per_rank for b in batches[: len(per_rank[-1]) - 1]]
+    assert len(firsts) == len(set(firsts))  # no batch twice, except the wrap-around padding
+    seen = {i for batches in per_rank for b in batches for i in b}
+    assert seen == set(range(clips))
+    loading.world = lambda: (0, size)
+    assert len(make()) == total
+
+
+@pytest.mark.parametrize("clips, batch, size", [(100, 16, 2), (33, 8, 3), (3, 4, 2)])
+def test_eval_shards_count_every_clip_once(clips, batch, size):
+    def make():
+        return ShardedBatches(
+            BatchSampler(SequentialSampler(range(clips)), batch, drop_last=False), train=False
+        )
+
+    per_rank = shards(make, size)
+    flat = sorted(i for batches in per_rank for b in batches for i in b)
+    assert flat == list(range(clips))
+    assert all(len(b) <= batch for batches in per_rank for b in batches)
+
+
+def test_slurm_launcher_config_composes(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cfg = compose_config(tmp_path, ["hydra/launcher=submitit_slurm", "trainer=ddp"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.tasks_per_node == 1 and cfg.trainer.strategy == "ddp"
+    assert cfg.trainer.use_distributed_sampler is False
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_make_one_run_dir_and_one_set_of_logs(tmp_path):
+    # 16 clips x 8 classes / batch 16 = 8 batches per epoch -> 4 steps per rank per epoch
+    args = [
+        sys.executable,
+        "train.py",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "data=synthetic",
+        "data.train_per_class=16",
+        "data.val_per_class=3",
+        "data.test_per_class=3",
+        "data.batch_size=16",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    (run,) = list((tmp_path / "logs" / "runs" / "train").iterdir())
+    assert sorted(p.name for p in run.glob("*.log")) == ["train.log"]
+    assert (
+        list(run.glob("train_ddp_process_*")) == [] and (run / ".hydra" / "config.yaml").is_file()
+    )
+    events = list((run / "tensorboard").rglob("events.out.tfevents.*"))  # *.<host>.<pid>.<n>
+    assert events and len({path.name.split(".")[-2] for path in events}) == 1  # one process wrote
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and 0 <= metrics["test/acc"] <= 1
+    # the test report counts each of the 24 test clips once, over both ranks
+    assert "| accuracy |" in (run / "test_report.md").read_text()
+    assert (run / "test_report.csv").read_text().splitlines()[-3].endswith(",24")
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 2 * 4  # each rank took half of the 8 batches per epoch
+    assert result.stdout.count("Test report") == 1
