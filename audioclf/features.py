@@ -235,7 +235,7 @@ class PhasedStft(nn.Module):
         self.register_buffer("centres", centres, persistent=False)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        length = waves.shape[-1]
+        length = int(waves.shape[-1])  # a plain int while tracing (TorchScript export)
         target = self.pad_to or 1 << max(0, (length - 1).bit_length())
         if target > length:
             waves = torch.nn.functional.pad(waves, (0, target - length))

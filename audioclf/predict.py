@@ -1,6 +1,7 @@
 """Predict labels for audio files with a trained checkpoint.
 
 python -m audioclf.predict ckpt_path=<file.ckpt> inputs=<wav file or folder>
+python -m audioclf.predict ckpt_path=<file.ckpt> inputs=long.wav stream=true  (detections in time)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from audioclf.checkpoints import device_for, load_classifier
 from audioclf.data.io import AUDIO_SUFFIXES, fit_length, read_audio, resample
 from audioclf.errors import UserError, exit_on_user_error
 from audioclf.module import AudioClassifier
+from audioclf.stream import IGNORED, Detection, stream_file
 
 
 def find_inputs(inputs: str | Path) -> list[Path]:
@@ -55,11 +57,31 @@ def predict_files(model: AudioClassifier, files: list[Path], batch_size: int = 6
 
 def run(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
     model = load_classifier(cfg.ckpt_path)
+    if cfg.get("stream"):
+        return run_stream(cfg, model)
     results = predict_files(model, find_inputs(cfg.inputs), cfg.get("batch_size", 64), device_for())
     top_k = int(cfg.get("top_k", 1))
     for path, ranked in results:
         shown = "  ".join(f"{label} {prob:.3f}" for label, prob in ranked[:top_k])
         print(f"{path}\t{shown}")
+    return results
+
+
+def run_stream(cfg: DictConfig, model: AudioClassifier) -> list[tuple[Path, list[Detection]]]:
+    """stream=true: sliding-window detections in each (long) input, one line per detection."""
+    results = []
+    for path in find_inputs(cfg.inputs):
+        detections = stream_file(
+            model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)),
+            threshold=float(cfg.get("threshold", 0.6)), smooth=int(cfg.get("smooth", 3)),
+            min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=tuple(cfg.get("ignore") or IGNORED),
+            device=device_for(),
+        )
+        for found in detections:
+            print(f"{path}\t{found.time:.2f}s\t{found.label}\t{found.probability:.3f}")
+        if not detections:
+            print(f"{path}\tno detections above threshold={cfg.get('threshold', 0.6)}")
+        results.append((path, detections))
     return results
 
 
