@@ -6,7 +6,7 @@ The exported graph holds the frontend (STFT / mel / MFCC, input normalization;
 SpecAugment is off in eval mode) and the backbone. Input: float32 waveforms
 (batch, samples) in [-1, 1] at the checkpoint's sample rate and clip length;
 output: logits (batch, classes). Class names, sample rate and clip length go
-into `model.json` beside the file (and into the ONNX metadata / TorchScript
+into `<file>.json` beside it (e.g. `model.onnx.json`) (and into the ONNX metadata / TorchScript
 extra files). ONNX uses the torch.export-based exporter, which writes the
 STFT as the ONNX `STFT` operator; the batch axis is dynamic where the
 backbone allows it.
@@ -72,7 +72,7 @@ def quiet():
     sink = io.StringIO()
     loggers = [
         logging.getLogger(name)
-        for name in ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo")
+        for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir", "torch._dynamo")
     ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -170,6 +170,11 @@ def max_logit_difference(model: AudioClassifier, path: Path, fmt: str, batch: in
     return float(np.abs(got - expected).max())
 
 
+def sidecar(path: Path) -> Path:
+    """`model.onnx` -> `model.onnx.json`: class names, sample rate, clip length."""
+    return path.with_name(path.name + ".json")
+
+
 def export(
     model: AudioClassifier, fmt: str, output: str | Path, opset: int = 18
 ) -> tuple[Path, bool]:
@@ -180,7 +185,7 @@ def export(
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     dynamic = export_onnx(model, path, opset) if fmt == "onnx" else export_torchscript(model, path)
-    path.with_suffix(".json").write_text(json.dumps(metadata(model, fmt), indent=2))
+    sidecar(path).write_text(json.dumps(metadata(model, fmt), indent=2))
     return path, dynamic
 
 
@@ -195,7 +200,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print(
         f"wrote {path} ({fmt}; input waveform float32 (batch, {model.hparams.num_samples}) at "
         f"{model.hparams.sample_rate} Hz{'' if dynamic else ', batch of 1'}; classes and rates in "
-        f"{path.with_suffix('.json')})"
+        f"{sidecar(path)})"
     )
     if cfg.get("check", True):
         result["max_abs_diff"] = max_logit_difference(model, path, fmt, batch=3 if dynamic else 1)

@@ -76,7 +76,7 @@ def test_export_cli_writes_a_waveform_model_that_matches_pytorch(tmp_path, fmt, 
     path = tmp_path / "run" / f"model{export.FORMATS[fmt]}"
     assert result["path"] == str(path) and path.stat().st_size > 0
     assert result["max_abs_diff"] <= TOLERANCE and result["dynamic_batch"]
-    meta = json.loads(path.with_suffix(".json").read_text())
+    meta = json.loads(export.sidecar(path).read_text())
     assert (
         meta["class_names"] == CLASSES
         and meta["sample_rate"] == 16000
