@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
@@ -59,6 +60,8 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += list(extra_callbacks)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    if not loggers:  # logger=none: Lightning refuses a LearningRateMonitor without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks.append(ResumeState())  # random states in checkpoints: exact resume (resume.py)
     callbacks.append(CpuBf16Lstm())  # bf16-mixed on CPU with LSTMs (precision.py)
     extra.setdefault("plugins", [AtomicCheckpointIO()])  # a kill mid-save leaves no half file

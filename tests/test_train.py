@@ -39,3 +39,9 @@ def test_fast_dev_run_on_speech_commands_fixture(tmp_path, speech_commands_root)
     )
     metrics = train.run(cfg)
     assert "test/acc" in metrics
+
+
+def test_runs_without_a_logger(tmp_path):
+    cfg = compose_config(tmp_path, [*SMALL_SYNTHETIC, "debug=fast", "logger=none"])
+    assert "test/acc" in train.run(cfg)
+    assert not (tmp_path / "run" / "tensorboard").exists()
