@@ -103,7 +103,7 @@ def decode(source, clips, sample_rate, num_samples, skip_bad_files, workers):
             samples, rate = source.read(clip)
         except BadAudioFile as error:
             if not skip_bad_files:
-                raise
+                raise BadAudioFile(f"{error}, or set data.skip_bad_files=true to skip such files") from None
             return clip, str(error)
         return clip, to_int16(fit_length(resample(samples, rate, sample_rate), num_samples))
 

@@ -36,18 +36,16 @@ def read_audio(path: str | Path, start: float = 0.0, duration: float | None = No
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise BadAudioFile(
-            f"cannot decode {path} ({reason}): replace or delete the file, "
-            "or set data.skip_bad_files=true"
+            f"cannot decode {path} ({reason}): replace or delete the file"
         ) from None
     if samples.shape[0] == 0:
         raise BadAudioFile(
-            f"{path} holds no samples: replace or delete the file, or set data.skip_bad_files=true"
+            f"{path} holds no samples: replace or delete the file"
         )
     mono = samples.mean(axis=1)
     if not np.isfinite(mono).all():
         raise BadAudioFile(
-            f"{path} contains NaN or infinite samples: replace or delete the file, "
-            "or set data.skip_bad_files=true"
+            f"{path} contains NaN or infinite samples: replace or delete the file"
         )
     return mono, rate
 
