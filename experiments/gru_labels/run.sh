@@ -6,7 +6,7 @@
 # curves show where the posted model gets stuck.
 #   experiments/gru_labels/run.sh [FSDD_RECORDINGS_DIR] [extra overrides]
 source "$(dirname "$0")/../common.sh"
-EPOCHS="${EPOCHS:-8}"
+EPOCHS="${EPOCHS:-2}"
 SEEDS="${SEEDS:-0,1}"
 common=(seed="$SEEDS" trainer.max_epochs="$EPOCHS")
 
