@@ -156,8 +156,9 @@ def test_gru_seq2seq_loss_is_per_frame_sigmoid_bce(batches):
 def test_frontend_shapes():
     lstm = build_frontend({"name": "raw_power_mel", "normalize": "none"}, 8000)
     assert lstm.output_shape(4000) == (1, 80, 16)  # 0.5 s at 8 kHz, frame 512, hop 256
-    logmel80 = model_config("lstm_fsdd")["features"]
-    assert build_frontend(logmel80, 8000).output_shape(4000) == (1, 80, 16)
+    fsdd = model_config("lstm_fsdd", ["data=fsdd"])
+    assert (fsdd["data"]["sample_rate"], fsdd["data"]["clip_seconds"]) == (8000, 0.5)
+    assert build_frontend(fsdd["features"], 8000).output_shape(4000) == (1, 80, 16)
     blog = model_config("crnn")
     assert blog["data"]["sample_rate"] == 22050
     assert build_frontend(blog["features"], 22050).output_shape(22050) == (1, 128, 44)

@@ -2,8 +2,10 @@
 mel frames (80 mels, frame 512, hop 256: 0.5 s at 8 kHz -> 16 frames).
 
 Fed raw mel power (no log, no standardization: `features=raw_power_mel`) it
-stays at chance; log-mel standardized per band (its default frontend) learns.
-Time is the sequence axis; the last hidden state feeds the dense layers. The
+learns far worse; log-mel standardized per band (its default frontend) learns.
+Time is the sequence axis; the last hidden state feeds the dense layers, so
+the clip must be mostly speech: the model config keeps the original's 0.5 s
+(1 s FSDD clips, mostly zero padding after the digit, leave it at chance). The
 PyTorch LSTM has two bias vectors per gate where Keras has one (+512 params).
 """
 
