@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from audioclf.cli import precheck_arguments
 from audioclf.checkpoints import device_for, load_classifier
+from audioclf.cli import precheck_arguments
 from audioclf.data.io import AUDIO_SUFFIXES, fit_length, read_audio, resample
 from audioclf.errors import UserError, exit_on_user_error
 from audioclf.module import AudioClassifier
@@ -49,7 +49,7 @@ def predict_files(model: AudioClassifier, files: list[Path], batch_size: int = 6
         chunk = files[start : start + batch_size]
         waves = torch.from_numpy(np.stack([load_clip(p, model) for p in chunk])).to(device)
         probabilities = model(waves).float().softmax(dim=-1).cpu()
-        for path, probs in zip(chunk, probabilities):
+        for path, probs in zip(chunk, probabilities, strict=True):
             order = probs.argsort(descending=True).tolist()
             results.append((path, [(model.class_names[i], float(probs[i])) for i in order]))
     return results

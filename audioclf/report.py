@@ -26,7 +26,7 @@ def classification_report(confusion: np.ndarray, class_names: list[str]) -> list
     f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
     rows = [
         {"label": name, "precision": p, "recall": r, "f1": f, "support": int(s)}
-        for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)
     ]
     total = int(support.sum())
     accuracy = true_positives.sum() / max(total, 1)

@@ -53,7 +53,7 @@ def make_speech_commands(root: Path, per_word: int = 6, rate: int = 16000) -> Pa
             (val if i == 0 else test if i == 1 else []).append(name)
     (root / "validation_list.txt").write_text("\n".join(val) + "\n")
     (root / "testing_list.txt").write_text("\n".join(test) + "\n")
-    for n, name in enumerate(["white_noise", "pink_noise"]):
+    for name in ["white_noise", "pink_noise"]:
         write_wav(root / "_background_noise_" / f"{name}.wav", rng.normal(0, 0.1, rate * 3).astype(np.float32), rate)
     return root
 

@@ -33,7 +33,8 @@ def test_speech_commands_downloads_verifies_and_extracts_from_a_file_url(tmp_pat
 
 
 def test_fsdd_downloads_a_zip_with_a_top_level_folder(tmp_path):
-    make_fsdd(tmp_path / "src" / "free-spoken-digit-dataset-1.0.10" / "recordings", speakers=("theo",), indices=range(10))
+    recordings = tmp_path / "src" / "free-spoken-digit-dataset-1.0.10" / "recordings"
+    make_fsdd(recordings, speakers=("theo",), indices=range(10))
     archive = tmp_path / "fsdd.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for path in (tmp_path / "src").rglob("*.wav"):

@@ -64,7 +64,7 @@ def test_predict_prints_label_and_probability_per_file(trained, tmp_path, capsys
     results = predict.run(cfg)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(results) == len(lines) == 3
-    for (path, ranked), line in zip(results, lines):
+    for (path, ranked), line in zip(results, lines, strict=True):
         assert line.startswith(str(path)) and ranked[0][0] in line
         assert np.isclose(sum(p for _, p in ranked), 1.0, atol=1e-4)
 
