@@ -192,20 +192,25 @@ class RawPowerMel(nn.Module):
 
     `librosa.feature.melspectrogram` defaults (Slaney mel scale and area
     normalization, power 2): the input of the FSDD LSTM that stays at chance.
+    With `librosa_layout` (the default) the array keeps librosa's (mels, frames)
+    order, which Keras reads as (steps, features): a sequence model then steps
+    over the 80 mel bands, not over time, as the original did.
     """
 
     def __init__(self, sample_rate: int, n_fft: int = 512, win_length: int | None = None,
                  hop_length: int = 256, n_mels: int = 80, f_min: float = 0.0,
                  f_max: float | None = None, center: bool = True, mel_scale: str = "slaney",
-                 norm: str | None = "slaney"):
+                 norm: str | None = "slaney", librosa_layout: bool = True):
         super().__init__()
+        self.librosa_layout = librosa_layout
         self.mel = T.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
             n_mels=n_mels, f_min=f_min, f_max=f_max, center=center, mel_scale=mel_scale, norm=norm,
         )
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        return self.mel(waves).unsqueeze(1)
+        mel = self.mel(waves).unsqueeze(1)
+        return mel.transpose(2, 3) if self.librosa_layout else mel
 
 
 class PhasedStft(nn.Module):

@@ -154,8 +154,10 @@ def test_gru_seq2seq_loss_is_per_frame_sigmoid_bce(batches):
 
 
 def test_frontend_shapes():
-    lstm = build_frontend({"name": "raw_power_mel", "normalize": "none"}, 8000)
+    lstm = build_frontend({"name": "raw_power_mel", "normalize": "none", "librosa_layout": False}, 8000)
     assert lstm.output_shape(4000) == (1, 80, 16)  # 0.5 s at 8 kHz, frame 512, hop 256
+    as_keras_read_it = build_frontend({"name": "raw_power_mel", "normalize": "none"}, 8000)
+    assert as_keras_read_it.output_shape(4000) == (1, 16, 80)  # librosa's (mels, frames) as (steps, features)
     fsdd = model_config("lstm_fsdd", ["data=fsdd"])
     assert (fsdd["data"]["sample_rate"], fsdd["data"]["clip_seconds"]) == (8000, 0.5)
     assert build_frontend(fsdd["features"], 8000).output_shape(4000) == (1, 80, 16)
