@@ -1,8 +1,9 @@
 """The Keras FSDD digit LSTM: LSTM(128) -> Dense(100, relu) -> Dense(n), over
 mel frames (80 mels, frame 512, hop 256: 0.5 s at 8 kHz -> 16 frames).
 
-Fed raw mel power (no log, no standardization: `features=raw_power_mel`) it
-learns far worse; log-mel standardized per band (its default frontend) learns.
+Fed raw mel power (no log, no standardization) in librosa's (mels, frames)
+layout, as the original was (`features=raw_power_mel`), it steps over mel bands
+and stays at chance; log-mel standardized per band (its default frontend) learns.
 Time is the sequence axis; the last hidden state feeds the dense layers, so
 the clip must be mostly speech: the model config keeps the original's 0.5 s
 (1 s FSDD clips, mostly zero padding after the digit, leave it at chance). The
