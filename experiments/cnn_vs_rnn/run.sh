@@ -8,7 +8,8 @@ EPOCHS="${EPOCHS:-8}"
 SEEDS="${SEEDS:-0,1,2}"
 MODELS="${MODELS:-tf_cnn,cnn_baseline,crnn,parallel_cnn_lstm,gru,lstm_fsdd,phase3d,bcresnet}"
 
-sweep cnn_vs_rnn models model="$MODELS" seed="$SEEDS" trainer.max_epochs="$EPOCHS"
+# seed first: Hydra varies the last override fastest, so a stopped run still covers every model
+sweep cnn_vs_rnn models seed="$SEEDS" model="$MODELS" trainer.max_epochs="$EPOCHS"
 "$PYTHON" -m audioclf.report "$RUNS" --out experiments/cnn_vs_rnn --name results \
     --title "FSDD, $EPOCHS epochs: test accuracy, mean ± std over seeds $SEEDS"
 finish cnn_vs_rnn
