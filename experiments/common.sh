@@ -8,7 +8,12 @@
 #   DEVICE_ARGS  default trainer.accelerator=cpu; e.g. "trainer=gpu" on a GPU
 #   EPOCHS, SEEDS and the study's own knobs: see the top of its run.sh
 #   PYTHON       default .venv/bin/python when it exists, else python
+#   THREADS      CPU threads per training (sets OMP_NUM_THREADS). Use THREADS=1 on a busy
+#                shared machine: with 2 threads on 2 contended cores, OpenMP threads spin at
+#                barriers while their partner is descheduled (measured here: one GRU training
+#                step took 0.11 s with 1 thread and 2.6 s with 2)
 set -euo pipefail
+if [[ -n "${THREADS:-}" ]]; then export OMP_NUM_THREADS="$THREADS"; fi
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 if [[ $# -gt 0 && "$1" != *=* ]]; then
@@ -46,7 +51,8 @@ finish() {
         echo "experiments/$study/run.sh finished $(date '+%Y-%m-%d %H:%M') after ${elapsed} s"
         echo "($((elapsed / 60)) min) on $(nproc) CPU cores, load average at the end:" \
             "$(cut -d' ' -f1-3 /proc/loadavg)"
-        echo "data: $DATA_ARGS; device: $DEVICE_ARGS; extra: ${EXTRA[*]:-none}"
+        echo "data: $DATA_ARGS; device: $DEVICE_ARGS; extra: ${EXTRA[*]:-none};" \
+            "threads: ${OMP_NUM_THREADS:-torch default}"
         echo "runs: $RUNS"
     } | tee "experiments/$study/run_info.txt"
 }
