@@ -49,7 +49,7 @@ finish() {
     local study="$1" elapsed=$((SECONDS - STARTED))
     {
         echo "experiments/$study/run.sh finished $(date '+%Y-%m-%d %H:%M') after ${elapsed} s"
-        echo "($((elapsed / 60)) min) on $(nproc) CPU cores, load average at the end:" \
+        echo "($((elapsed / 60)) min) on $(getconf _NPROCESSORS_ONLN) CPU cores, load average at the end:" \
             "$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "data: $DATA_ARGS; device: $DEVICE_ARGS; extra: ${EXTRA[*]:-none};" \
             "threads: ${OMP_NUM_THREADS:-torch default}"
