@@ -13,6 +13,9 @@ CLIPS="${CLIPS:-0.5,1.0}"   # data.clip_seconds: 0.5 s is the original's crop (1
 
 sweep lstm_preprocessing "clips_${CLIPS//,/_}" model=lstm_fsdd features=raw_power_mel,logmel80 \
     data.clip_seconds="$CLIPS" seed="$SEEDS" trainer.max_epochs="$EPOCHS"
+# raw power with time frames as the steps: the missing log/standardization alone
+sweep lstm_preprocessing raw_frames model=lstm_fsdd features=raw_power_mel features.librosa_layout=false \
+    data.clip_seconds=0.5 seed="$SEEDS" trainer.max_epochs="$EPOCHS"
 "$PYTHON" -m audioclf.report "$RUNS" --out experiments/lstm_preprocessing --name results \
     --title "lstm_fsdd on FSDD, $EPOCHS epochs: raw power mel vs log-mel, 0.5 s vs 1 s clips" \
     --curves train/loss_epoch val/loss val/acc
