@@ -115,13 +115,12 @@ class AudioDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = BankDataset(self.banks[split])
+        generator = torch.Generator().manual_seed(self.seed)
         if shuffle and self.loader.get("balanced_sampler"):
-            generator = torch.Generator().manual_seed(self.seed)
             labels = torch.from_numpy(np.asarray(self.banks[split].labels))
             weights = 1.0 / torch.bincount(labels).double()[labels]  # each class equally likely
             order = WeightedRandomSampler(weights, len(labels), generator=generator)
         elif shuffle:
-            generator = torch.Generator().manual_seed(self.seed)
             order = RandomSampler(dataset, generator=generator)
         else:
             order = SequentialSampler(dataset)
