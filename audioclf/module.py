@@ -7,7 +7,7 @@ length, frontend and backbone specs) is plain data in its hyperparameters, so
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import lightning as L
@@ -17,7 +17,6 @@ from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from audioclf.data.augment import mixup
-from audioclf.errors import UserError
 from audioclf.features import build_frontend
 from audioclf.models import build_backbone, count_parameters
 
@@ -31,14 +30,19 @@ class AudioClassifier(L.LightningModule):
         backbone: dict[str, Any],
         features: dict[str, Any],
         spec_augment: dict[str, Any] | None = None,
-        optim: dict[str, Any] | None = None,
+        optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         label_smoothing: float = 0.0,
         data: dict[str, Any] | None = None,
         mixup_alpha: float = 0.0,
     ):
-        """`data` is the training data config, kept so eval can default to it."""
+        """`optimizer(params)` and `scheduler(optimizer, total_steps=, steps_per_epoch=)` are
+        factories (e.g. partials from the config), needed only to train, so not saved in the
+        checkpoint's hyperparameters; `data` is the training data config, kept so eval can
+        default to it."""
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = list(class_names)
         num_classes = len(class_names)
         self.frontend = build_frontend(features, sample_rate, spec_augment)
@@ -127,31 +131,12 @@ class AudioClassifier(L.LightningModule):
         self.test_confusion.reset()
 
     def configure_optimizers(self):
-        optim = dict(self.hparams.optim or {})
-        scheduler = optim.pop("scheduler", None) or "none"
-        warmup = optim.pop("warmup_epochs", 0)
-        optimizer = torch.optim.AdamW(self.parameters(), **optim)
-        if scheduler == "none":
+        if self.optimizer_factory is None:
+            raise ValueError("AudioClassifier was built without an optimizer factory: pass optimizer= to train it")
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": build_scheduler(optimizer, scheduler, warmup, self.trainer)}
-
-
-def build_scheduler(optimizer, name: str, warmup_epochs: int, trainer) -> dict[str, Any]:
-    """Per-step schedule: `cosine` (with linear warm-up) or `onecycle`."""
-    total = max(1, int(trainer.estimated_stepping_batches))
-    if name == "onecycle":
-        lrs = [group["lr"] for group in optimizer.param_groups]
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lrs, total_steps=total)
-    elif name == "cosine":
-        warmup = min(total - 1, int(total * warmup_epochs / max(1, trainer.max_epochs or 1)))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1 + math.cos(math.pi * progress))
-
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    else:
-        raise UserError(f"optim.scheduler={name} is unknown: use none, cosine or onecycle")
-    return {"scheduler": schedule, "interval": "step"}
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        scheduler = self.scheduler_factory(optimizer, total_steps=total, steps_per_epoch=per_epoch)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from audioclf.config import check_override_types, to_dict
+from audioclf.config import check_override_types, model_sample_rate, to_dict
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.distributed import quiet_other_ranks
 from audioclf.errors import UserError
@@ -35,12 +36,47 @@ def build_datamodule(cfg: DictConfig, data: dict | None = None) -> AudioDataModu
         data_dir=cfg.paths.data_dir,
         cache_dir=cfg.paths.cache_dir,
         seed=cfg.seed,
+        sample_rate=model_sample_rate(cfg),
     )
 
 
+def build_optimizer(cfg: DictConfig) -> Callable:
+    """`optim` as a partial of its `_target_`, tried once on a dummy parameter so a bad key fails here."""
+    optim = cfg.get("optim")
+    if not optim or not optim.get("_target_"):
+        raise UserError("optim has no _target_: pick a config, e.g. optim=adamw (or sgd, adam)")
+    factory = instantiate_partial(optim, "optim")
+    try:
+        factory([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as error:
+        raise UserError(f"optim={optim._target_} rejects its config ({error}): check the optim.* overrides") from None
+    return factory
+
+
+def build_scheduler(cfg: DictConfig) -> Callable | None:
+    """`scheduler` as a partial, or None for scheduler=none; a warm-up must fit in the run."""
+    scheduler = cfg.get("scheduler")
+    if not scheduler or not scheduler.get("_target_"):
+        return None
+    warmup, epochs = scheduler.get("warmup_epochs", 0) or 0, cfg.trainer.get("max_epochs")
+    if warmup and epochs and warmup >= epochs:
+        raise UserError(
+            f"scheduler.warmup_epochs={warmup} is not shorter than the run (trainer.max_epochs={epochs}): "
+            "lower scheduler.warmup_epochs or raise trainer.max_epochs"
+        )
+    return instantiate_partial(scheduler, "scheduler")
+
+
+def instantiate_partial(node: DictConfig, group: str) -> Callable:
+    try:
+        return instantiate(node, _partial_=True)
+    except Exception as error:  # hydra wraps import and argument errors in its own types
+        reason = str(error).splitlines()[0]
+        raise UserError(f"{group}._target_={node.get('_target_')} cannot be built ({reason}): "
+                        f"check {group}=<name> and the {group}.* overrides") from None
+
+
 def build_model(cfg: DictConfig, datamodule: AudioDataModule) -> AudioClassifier:
-    optim = to_dict(cfg.optim)
-    label_smoothing = optim.pop("label_smoothing", 0.0)
     augment = to_dict(cfg.get("augment")) or {}
     return AudioClassifier(
         class_names=datamodule.class_names,
@@ -50,8 +86,9 @@ def build_model(cfg: DictConfig, datamodule: AudioDataModule) -> AudioClassifier
         features=to_dict(cfg.features),
         spec_augment=augment.get("spec_augment"),
         mixup_alpha=augment.get("mixup_alpha", 0.0),
-        optim=optim,
-        label_smoothing=label_smoothing,
+        optimizer=build_optimizer(cfg),
+        scheduler=build_scheduler(cfg),
+        label_smoothing=float((cfg.get("loss") or {}).get("label_smoothing", 0.0)),
         data=to_dict(cfg.data),
     )
 
@@ -81,6 +118,7 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     check_override_types(cfg)
     quiet_other_ranks()  # DDP: one set of logs, from rank 0 (distributed.py)
     ckpt_path = resolve_ckpt_path(cfg)
+    build_scheduler(cfg)  # a bad recipe fails before any data is decoded
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build_datamodule(cfg)
@@ -96,9 +134,7 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     metrics = scalar_metrics(trainer)
 
     if cfg.get("test"):
-        checkpoint = trainer.checkpoint_callback
-        best = checkpoint.best_model_path if checkpoint and not trainer.fast_dev_run else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=test_checkpoint(cfg, trainer), weights_only=False)
         metrics.update(scalar_metrics(trainer))
         report = publish_report(trainer, model, output_dir, "test")
         if trainer.is_global_zero:
@@ -119,6 +155,18 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     if board is not None:
         print(f"TensorBoard logs: {board.log_dir}  (view: tensorboard --logdir {board.log_dir})")
     return summary
+
+
+def test_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str | None:
+    """The best checkpoint by the monitored metric (test_ckpt=best), or None: the weights as
+    training left them (test_ckpt=last, as papers that report the final model do)."""
+    choice = cfg.get("test_ckpt", "best")
+    if choice not in ("best", "last"):
+        raise UserError(f"test_ckpt={choice} is unknown: use best or last")
+    checkpoint = trainer.checkpoint_callback
+    if choice == "last" or checkpoint is None or trainer.fast_dev_run:
+        return None
+    return checkpoint.best_model_path or None
 
 
 def describe_job(cfg: DictConfig) -> dict[str, Any]:
@@ -168,7 +216,7 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, summary: dict[str, float]) 
     if board is None:
         return
     params = {"seed": cfg.seed}
-    for group in ("model", "features", "optim", "augment", "data"):
+    for group in ("model", "features", "optim", "scheduler", "loss", "augment", "data"):
         params.update(flatten(to_dict(cfg.get(group)) or {}, group))
     final = {f"hp/{k.replace('/', '_')}": v for k, v in summary.items() if isinstance(v, int | float)}
     board.log_hyperparams(params, metrics=final)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import json
 import time
 
@@ -44,6 +46,7 @@ def registry_classifier(name: str, seed: int = 0) -> AudioClassifier:
         num_samples=int(round(seconds * rate)),
         backbone=backbone,
         features=features,
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
     )
     noise = (
         np.random.default_rng(seed)
