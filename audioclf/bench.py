@@ -48,6 +48,7 @@ from audioclf.config import CONF_DIR
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.data.sources.synthetic import SyntheticSource
 from audioclf.errors import UserError, exit_on_user_error
+from audioclf.features import frame_lengths
 from audioclf.models import BACKBONES
 from audioclf.module import AudioClassifier
 
@@ -95,8 +96,13 @@ class NaiveDataset(Dataset):
     def __init__(self, items: list[tuple[str, int]], features: dict[str, Any],
                  sample_rate: int = SAMPLE_RATE, num_samples: int = SAMPLE_RATE):
         self.items, self.sample_rate, self.num_samples = items, sample_rate, num_samples
-        params = {k: v for k, v in features.items() if k not in ("name", "normalize")}
+        params = {k: v for k, v in features.items() if k not in ("name", "normalize", "sample_rate")}
         self.log = False
+        framing = {key: params.pop(key, None) for key in ("win_ms", "hop_ms", "n_fft")}
+        if features["name"] in ("logmel", "stft"):
+            params.update(frame_lengths(sample_rate, **framing))
+        else:
+            params.update({k: v for k, v in framing.items() if v is not None})
         if features["name"] == "logmel":
             self.log = params.pop("log", True)
             self.transform = torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, **params)

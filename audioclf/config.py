@@ -18,6 +18,13 @@ def to_dict(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
 
+def model_sample_rate(cfg: Any) -> int:
+    """The rate clips are decoded at: the one the model declares (`features.sample_rate`),
+    else the data's own (`data.sample_rate`). Works on a DictConfig or plain dicts."""
+    declared = (cfg["features"] or {}).get("sample_rate")
+    return int(declared or cfg["data"]["sample_rate"])
+
+
 def check_override_types(cfg: DictConfig) -> None:
     """Compare each selected group option's YAML defaults with the composed values.
 

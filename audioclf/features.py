@@ -3,6 +3,10 @@
 A `Frontend` chains a transform (STFT magnitude, log-mel, MFCC, ...), an input
 normalization whose statistics are adapted on training data and saved with the
 model, and SpecAugment masks that apply in training only.
+
+Frames are given in milliseconds (`win_ms`, `hop_ms`), so 30/10 ms frames are
+30/10 ms at 8 kHz and at 16 kHz alike; `n_fft` defaults to the next power of two
+of the window.
 """
 
 from __future__ import annotations
@@ -18,14 +22,28 @@ from torch import nn
 from audioclf.errors import UserError
 
 
+def frame_lengths(sample_rate: int, win_ms: float, hop_ms: float, n_fft: int | None = None) -> dict[str, int]:
+    """Window and hop in samples at `sample_rate`, and the FFT size (next power of two of the window)."""
+    win_length = int(round(win_ms * sample_rate / 1000))
+    hop_length = int(round(hop_ms * sample_rate / 1000))
+    if win_length < 2 or hop_length < 1:
+        raise UserError(f"features.win_ms={win_ms}/hop_ms={hop_ms} give less than 2/1 samples at {sample_rate} Hz: "
+                        "use longer frames")
+    n_fft = int(n_fft) if n_fft else 1 << (win_length - 1).bit_length()
+    if n_fft < win_length:
+        raise UserError(f"features.n_fft={n_fft} is shorter than the {win_ms} ms window ({win_length} samples "
+                        f"at {sample_rate} Hz): raise n_fft or set it to null")
+    return {"n_fft": n_fft, "win_length": win_length, "hop_length": hop_length}
+
+
 class Stft(nn.Module):
     """Linear STFT magnitude, (B, 1, n_fft // 2 + 1, frames)."""
 
-    def __init__(self, sample_rate: int, n_fft: int = 256, win_length: int | None = None,
-                 hop_length: int = 128, center: bool = False, power: float = 1.0):
+    def __init__(self, sample_rate: int, win_ms: float = 16.0, hop_ms: float = 8.0, n_fft: int | None = None,
+                 center: bool = False, power: float = 1.0):
         super().__init__()
         self.spectrogram = T.Spectrogram(
-            n_fft=n_fft, win_length=win_length, hop_length=hop_length, center=center, power=power
+            **frame_lengths(sample_rate, win_ms, hop_ms, n_fft), center=center, power=power
         )
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
@@ -35,12 +53,12 @@ class Stft(nn.Module):
 class LogMel(nn.Module):
     """Log mel power spectrogram, (B, 1, n_mels, frames)."""
 
-    def __init__(self, sample_rate: int, n_fft: int = 512, win_length: int | None = 480,
-                 hop_length: int = 160, n_mels: int = 40, f_min: float = 20.0,
-                 f_max: float | None = None, center: bool = True, log: bool = True):
+    def __init__(self, sample_rate: int, win_ms: float = 30.0, hop_ms: float = 10.0, n_fft: int | None = None,
+                 n_mels: int = 40, f_min: float = 20.0, f_max: float | None = None, center: bool = True,
+                 log: bool = True):
         super().__init__()
         self.mel = T.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
+            sample_rate=sample_rate, **frame_lengths(sample_rate, win_ms, hop_ms, n_fft),
             n_mels=n_mels, f_min=f_min, f_max=f_max, center=center,
         )
         self.log = log
@@ -53,13 +71,14 @@ class LogMel(nn.Module):
 class Mfcc(nn.Module):
     """Mel-frequency cepstral coefficients, (B, 1, n_mfcc, frames)."""
 
-    def __init__(self, sample_rate: int, n_mfcc: int = 40, n_fft: int = 512,
-                 win_length: int | None = 480, hop_length: int = 160, n_mels: int = 40):
+    def __init__(self, sample_rate: int, n_mfcc: int = 40, win_ms: float = 30.0, hop_ms: float = 10.0,
+                 n_fft: int | None = None, n_mels: int = 40, f_min: float = 0.0, f_max: float | None = None,
+                 center: bool = True):
         super().__init__()
         self.mfcc = T.MFCC(
             sample_rate=sample_rate, n_mfcc=n_mfcc, log_mels=True,
-            melkwargs={"n_fft": n_fft, "win_length": win_length, "hop_length": hop_length,
-                       "n_mels": n_mels},
+            melkwargs={**frame_lengths(sample_rate, win_ms, hop_ms, n_fft), "n_mels": n_mels,
+                       "f_min": f_min, "f_max": f_max, "center": center},
         )
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
@@ -114,23 +133,30 @@ class InputNorm(nn.Module):
 
 
 class SpecAugment(nn.Module):
-    """Zero `freq_masks` bands of width <= `freq_width` and `time_masks` spans of
-    width <= `time_width`, drawn independently per example; identity in eval."""
+    """Zero `freq_masks` bands of width <= `freq_width`, `time_masks` spans of width <=
+    `time_width`, and `rect_masks` rectangles of up to `rect_freq` bands x `rect_time` frames
+    (SpecCutout, as NeMo's MatchboxNet recipe adds), drawn independently per example;
+    identity in eval."""
 
     def __init__(self, freq_masks: int = 0, freq_width: int = 0, time_masks: int = 0,
-                 time_width: int = 0):
+                 time_width: int = 0, rect_masks: int = 0, rect_freq: int = 0, rect_time: int = 0):
         super().__init__()
         self.freq_masks, self.freq_width = freq_masks, freq_width
         self.time_masks, self.time_width = time_masks, time_width
+        self.rect_masks, self.rect_freq, self.rect_time = rect_masks, rect_freq, rect_time
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return features
         batch, _, bins, frames = features.shape
-        keep = torch.ones(batch, 1, bins, frames, dtype=torch.bool, device=features.device)
-        keep &= ~self.masks(batch, bins, self.freq_masks, self.freq_width, features.device)[:, None, :, None]
-        keep &= ~self.masks(batch, frames, self.time_masks, self.time_width, features.device)[:, None, None, :]
-        return features * keep
+        device = features.device
+        masked = self.masks(batch, bins, self.freq_masks, self.freq_width, device)[:, :, None]
+        masked = masked | self.masks(batch, frames, self.time_masks, self.time_width, device)[:, None, :]
+        for _ in range(self.rect_masks):
+            in_bands = self.masks(batch, bins, 1, self.rect_freq, device)
+            in_frames = self.masks(batch, frames, 1, self.rect_time, device)
+            masked = masked | (in_bands[:, :, None] & in_frames[:, None, :])
+        return features * ~masked[:, None]
 
     @staticmethod
     def masks(batch: int, size: int, count: int, max_width: int, device) -> torch.Tensor:
@@ -178,6 +204,7 @@ def build_frontend(features: dict[str, Any], sample_rate: int,
     params = dict(features)
     name = params.pop("name")
     normalize = params.pop("normalize", "global")
+    params.pop("sample_rate", None)  # the rate the clip bank was built at arrives as `sample_rate`
     if name not in TRANSFORMS:
         raise UserError(f"features={name} is unknown: choose one of {', '.join(TRANSFORMS)}")
     try:
@@ -197,14 +224,13 @@ class RawPowerMel(nn.Module):
     over the 80 mel bands, not over time, as the original did.
     """
 
-    def __init__(self, sample_rate: int, n_fft: int = 512, win_length: int | None = None,
-                 hop_length: int = 256, n_mels: int = 80, f_min: float = 0.0,
-                 f_max: float | None = None, center: bool = True, mel_scale: str = "slaney",
-                 norm: str | None = "slaney", librosa_layout: bool = True):
+    def __init__(self, sample_rate: int, win_ms: float = 64.0, hop_ms: float = 32.0, n_fft: int | None = None,
+                 n_mels: int = 80, f_min: float = 0.0, f_max: float | None = None, center: bool = True,
+                 mel_scale: str = "slaney", norm: str | None = "slaney", librosa_layout: bool = True):
         super().__init__()
         self.librosa_layout = librosa_layout
         self.mel = T.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
+            sample_rate=sample_rate, **frame_lengths(sample_rate, win_ms, hop_ms, n_fft),
             n_mels=n_mels, f_min=f_min, f_max=f_max, center=center, mel_scale=mel_scale, norm=norm,
         )
 
@@ -225,11 +251,13 @@ class PhasedStft(nn.Module):
     over it fits CPU training memory.
     """
 
-    def __init__(self, sample_rate: int, n_fft: int = 256, hop_length: int = 64,
+    def __init__(self, sample_rate: int, win_ms: float = 16.0, hop_ms: float = 4.0,
                  phases: int = 10, sigma_scale: float = 0.8, pad_to: int | None = None,
                  center: bool = False, pool: list[int] | tuple[int, int] = (2, 2)):
         super().__init__()
-        self.n_fft, self.hop_length, self.center = n_fft, hop_length, center
+        frames = frame_lengths(sample_rate, win_ms, hop_ms)
+        n_fft = frames["win_length"]  # the window is the whole FFT frame
+        self.n_fft, self.hop_length, self.center = n_fft, frames["hop_length"], center
         self.pad_to = pad_to
         self.sigma = sigma_scale * 2 * math.pi / phases
         self.pool = tuple(int(p) for p in pool)

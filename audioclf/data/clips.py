@@ -61,7 +61,7 @@ def load_or_build(
         waves, labels, _ = decode(source, clips, sample_rate, num_samples, skip_bad_files, workers)
         return ClipBank(waves, labels, sample_rate)
     key = cache_key(source, clips, sample_rate, num_samples)
-    folder = Path(cache_dir) / f"{source.name}-{split}-{key[:16]}"
+    folder = Path(cache_dir) / f"{source.name}-{split}-{sample_rate}hz-{key[:16]}"
     bank = load_cached(folder, key, sample_rate)
     if bank is None:
         waves, labels, skipped = decode(

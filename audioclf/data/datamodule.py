@@ -44,7 +44,10 @@ class BankDataset(Dataset):
 
 class AudioDataModule(L.LightningDataModule):
     def __init__(self, data: dict[str, Any], augment: dict[str, Any] | None = None,
-                 data_dir: str = "data", cache_dir: str | None = ".cache/clips", seed: int = 0):
+                 data_dir: str = "data", cache_dir: str | None = ".cache/clips", seed: int = 0,
+                 sample_rate: int | None = None):
+        """`sample_rate`: the rate the model wants (clips are resampled to it once, when the clip
+        bank is built); None keeps `data["sample_rate"]`, the data's own."""
         super().__init__()
         data = dict(data)
         self.source_name = data.pop("source")
@@ -52,7 +55,7 @@ class AudioDataModule(L.LightningDataModule):
         self.source_args = data
         self.augment_cfg = dict(augment or {})
         self.data_dir, self.cache_dir, self.seed = data_dir, cache_dir, seed
-        self.sample_rate = int(self.loader.get("sample_rate", 16000))
+        self.sample_rate = int(sample_rate or self.loader.get("sample_rate", 16000))
         self.num_samples = int(round(self.loader.get("clip_seconds", 1.0) * self.sample_rate))
         self.source: Source | None = None
         self.banks: dict[str, ClipBank] = {}

@@ -19,7 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from audioclf.config import CONF_DIR, to_dict
+from audioclf.config import CONF_DIR, model_sample_rate, to_dict
 from audioclf.features import build_frontend
 from audioclf.models import BACKBONES, build_backbone, count_parameters
 
@@ -73,7 +73,7 @@ def model_config(name: str, overrides: list[str] = ()) -> dict[str, Any]:
 def describe(name: str, num_classes: int, overrides: list[str] = ()) -> dict[str, Any]:
     cfg = model_config(name, overrides) if (CONF_DIR / "model" / f"{name}.yaml").is_file() else None
     features = cfg["features"] if cfg else {"name": "logmel"}
-    sample_rate = int(cfg["data"]["sample_rate"]) if cfg else 16000
+    sample_rate = model_sample_rate(cfg) if cfg else 16000
     seconds = float(cfg["data"].get("clip_seconds", 1.0)) if cfg else 1.0
     num_samples = int(round(seconds * sample_rate))
     frontend = build_frontend(features, sample_rate)
