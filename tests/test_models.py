@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from audioclf import train
-from audioclf.config import CONF_DIR
+from audioclf.config import CONF_DIR, model_sample_rate
 from audioclf.data.sources.synthetic import SyntheticSource
 from audioclf.features import build_frontend
 from audioclf.models import BACKBONES, build_backbone, count_parameters
@@ -34,6 +34,10 @@ PARAMETER_COUNTS = {
     "lstm_fsdd": (10, (1, 80, 16), 121_430),
     # the paper's BC-ResNet-1 (9.2k) and -8 (321k) at 12 classes
     "bcresnet": (12, (1, 40, 101), 9_232),
+    # KWT-1: the official model summary's 607,308 (98 frames of 40 MFCC)
+    "kwt": (12, (1, 40, 98), 607_308),
+    # MatchboxNet-3x2x64 at 12 classes; the paper's 93K counts v2's 35 classes (below)
+    "matchboxnet": (12, (1, 64, 101), 90_444),
 }
 
 
@@ -63,7 +67,7 @@ def batches():
         if name in built:
             return built[name]
         cfg = model_config(name)
-        rate = int(cfg["data"]["sample_rate"])
+        rate = model_sample_rate(cfg)
         if rate not in waves_by_rate:
             source = SyntheticSource(num_classes=CLASSES, train_per_class=PER_CLASS,
                                      sample_rate=rate)
@@ -107,6 +111,22 @@ def test_parameter_count_of_the_original(name):
 
 def test_bcresnet_width_multiplier():
     assert count_parameters(build_backbone("bcresnet", 12, (1, 40, 101), width=8)) == 321_068
+
+
+# KWT-2 ~2.39M; KWT-3 is the official model summary's 5,360,844
+@pytest.mark.parametrize("size, expected", [(2, 2_394_252), (3, 5_360_844)])
+def test_kwt_sizes(size, expected):
+    assert count_parameters(build_backbone("kwt", 12, (1, 40, 98), size=size)) == expected
+
+
+def test_kwt_size_must_be_1_2_or_3():
+    with pytest.raises(ValueError, match="size=4"):
+        build_backbone("kwt", 12, (1, 40, 98), size=4)
+
+
+def test_matchboxnet_counts_of_the_paper_at_35_classes():
+    assert count_parameters(build_backbone("matchboxnet", 35, (1, 64, 101))) == 93_411  # 93K
+    assert count_parameters(build_backbone("matchboxnet", 35, (1, 64, 101), repeats=1)) == 77_859  # 3x1x64's 77K
 
 
 # Steps allowed to reach 90 % training accuracy on the 8-clip batch (eval mode).
@@ -159,10 +179,10 @@ def test_frontend_shapes():
     as_keras_read_it = build_frontend({"name": "raw_power_mel", "normalize": "none"}, 8000)
     assert as_keras_read_it.output_shape(4000) == (1, 16, 80)  # librosa's (mels, frames) as (steps, features)
     fsdd = model_config("lstm_fsdd", ["data=fsdd"])
-    assert (fsdd["data"]["sample_rate"], fsdd["data"]["clip_seconds"]) == (8000, 0.5)
+    assert (model_sample_rate(fsdd), fsdd["data"]["clip_seconds"]) == (8000, 0.5)
     assert build_frontend(fsdd["features"], 8000).output_shape(4000) == (1, 80, 16)
     blog = model_config("crnn")
-    assert blog["data"]["sample_rate"] == 22050
+    assert model_sample_rate(blog) == 22050 and blog["data"]["sample_rate"] == 16000  # declared, not rewritten
     assert build_frontend(blog["features"], 22050).output_shape(22050) == (1, 128, 44)
     phased = model_config("phase3d")["features"]
     assert build_frontend(phased, 16000).output_shape(16000) == (10, 129, 253)  # padded to 16,384
