@@ -119,6 +119,8 @@ class WaveAugment(nn.Module):
         fresh_silence: bool = False,
         silence_volume: tuple[float, float] = (0.0, 1.0),
         silence_label: int | None = None,
+        white_noise_db: tuple[float, float] | None = None,
+        white_noise_prob: float = 1.0,
     ):
         super().__init__()
         if noise_mode not in ("volume", "snr"):
@@ -130,6 +132,8 @@ class WaveAugment(nn.Module):
         self.noise_volume, self.noise_snr_db = tuple(noise_volume), tuple(noise_snr_db)
         self.noise_bank = noise_bank
         self.silence_volume = tuple(silence_volume)
+        self.white_noise_db = tuple(white_noise_db) if white_noise_db else None
+        self.white_noise_prob = white_noise_prob
         # `_silence_` clips get a fresh noise crop at every step instead of their fixed bank crop
         self.silence_label = silence_label if fresh_silence and noise_bank is not None else None
 
@@ -143,7 +147,17 @@ class WaveAugment(nn.Module):
             waves = self.add_noise(waves)
         if self.silence_label is not None and labels is not None:
             waves = self.refresh_silence(waves, labels)
+        if self.white_noise_db is not None:
+            waves = self.add_white_noise(waves)
         return waves
+
+    def add_white_noise(self, waves: torch.Tensor) -> torch.Tensor:
+        """Gaussian noise of a level drawn in `white_noise_db` (dB full scale: -46 dB is a standard
+        deviation of 0.005) on a share `white_noise_prob` of the clips (NeMo's WhiteNoisePerturbation)."""
+        batch = len(waves)
+        level = 10 ** (uniform(*self.white_noise_db, batch, waves.device) / 20)
+        mixed = torch.rand(batch, 1, device=waves.device) < self.white_noise_prob
+        return waves + torch.randn_like(waves) * level * mixed
 
     def speed(self, waves: torch.Tensor) -> torch.Tensor:
         """Each clip at a speed factor drawn from `self.speeds`; one resampling call per factor."""
