@@ -134,7 +134,7 @@ class AudioClassifier(L.LightningModule):
         if self.optimizer_factory is None:
             raise ValueError("AudioClassifier was built without an optimizer factory: pass optimizer= to train it")
         optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
+        if self.scheduler_factory is None or self.trainer.fast_dev_run:  # a 1-step smoke run has no schedule
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
         per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
