@@ -29,8 +29,8 @@ demo: $(STAMP) ## Train on the embedded synthetic dataset, evaluate the checkpoi
 test: $(STAMP) ## Run the fast test suite (CPU, offline)
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP) ## Run the slow tests too
-	$(BIN)/python -m pytest -q -m ''
+test-slow: $(STAMP) ## Run only the slow tests (resume, DDP, export, every backbone end to end)
+	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP) ## Check style with ruff
 	$(BIN)/ruff check audioclf tests train.py eval.py
