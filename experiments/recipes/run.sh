@@ -47,7 +47,8 @@ arms() {
 queue="$(mktemp)"
 for part in $PARTS; do
     for seed in $SEEDS; do
-        arms "$part" | while read -r name overrides; do echo "$name seed=$seed $overrides ${EXTRA[*]}"; done
+        # no trailing blank: xargs -L would join the next line to it
+        arms "$part" | while read -r name overrides; do echo "$name seed=$seed $overrides ${EXTRA[*]}" | sed 's/ *$//'; done
     done
 done > "$queue"
 mkdir -p "$RUNS"
