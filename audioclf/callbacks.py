@@ -66,6 +66,37 @@ class AugmentPreview(L.Callback):
         board.experiment.flush()
 
 
+class ChanceHint(L.Callback):
+    """Print one line pointing to the training doctor when val/acc stays within `margin` of
+    chance (the share of the most frequent validation class) for `epochs` epochs in a row."""
+
+    def __init__(self, epochs: int = 3, margin: float = 0.02):
+        self.epochs, self.margin = epochs, margin
+        self.epochs_at_chance = 0
+        self.hinted = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_validation_end, not on_validation_epoch_end: only then does callback_metrics hold this epoch's val/acc
+        acc = trainer.callback_metrics.get("val/acc")
+        if trainer.sanity_checking or self.hinted or acc is None:
+            return
+        chance = chance_level(trainer, pl_module)
+        self.epochs_at_chance = self.epochs_at_chance + 1 if float(acc) <= chance + self.margin else 0
+        if self.epochs_at_chance >= self.epochs:
+            self.hinted = True
+            if trainer.is_global_zero:
+                print(f"\nval/acc has stayed within {100 * self.margin:.0f} points of chance ({100 * chance:.1f} %) "
+                      f"for {self.epochs_at_chance} epochs: `python -m audioclf.doctor {trainer.default_root_dir}` "
+                      "says why")
+
+
+def chance_level(trainer: L.Trainer, pl_module: L.LightningModule) -> float:
+    bank = getattr(getattr(trainer, "datamodule", None), "banks", {}).get("val")
+    if bank is not None and len(bank):
+        return float(np.bincount(np.asarray(bank.labels)).max() / len(bank))
+    return 1.0 / max(1, len(getattr(pl_module, "class_names", [])))
+
+
 def feature_figure(clean: np.ndarray, augmented: np.ndarray, title: str) -> Figure:
     """Clean and augmented (frequency, time) features side by side, on one colour scale."""
     low, high = np.percentile(clean, [1, 99]) if clean.size else (0.0, 1.0)
