@@ -61,6 +61,7 @@ class AudioClassifier(L.LightningModule):
         self.val_metrics = scores().clone(prefix="val/")
         self.test_metrics = scores().clone(prefix="test/")
         self.val_acc_best = MaxMetric()
+        self.val_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)  # for dashboards.py
         self.test_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
@@ -103,7 +104,11 @@ class AudioClassifier(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self._step(batch, self.val_metrics, "val")
+        _, logits = self._step(batch, self.val_metrics, "val")
+        self.val_confusion.update(logits, batch[1])
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_confusion.reset()
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -126,6 +131,7 @@ class AudioClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx):
         _, logits = self._step(batch, self.test_metrics, "test")
         self.test_confusion.update(logits, batch[1])
+        return logits  # for callbacks' on_test_batch_end (dashboards.py: the most confident errors)
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()

@@ -12,12 +12,14 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from audioclf.config import check_override_types, model_sample_rate, to_dict
+from audioclf.config import CONF_DIR, check_override_types, model_sample_rate, to_dict
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.distributed import quiet_other_ranks
 from audioclf.errors import UserError
@@ -96,7 +98,7 @@ def build_model(cfg: DictConfig, datamodule: AudioDataModule) -> AudioClassifier
 def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: Any) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += list(extra_callbacks)
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    loggers = build_loggers(cfg)
     if not loggers:  # logger=none: Lightning refuses a LearningRateMonitor without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks.append(ResumeState())  # random states in checkpoints: exact resume (resume.py)
@@ -107,6 +109,50 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: 
     except (TypeError, ValueError) as error:
         message = str(error).splitlines()[0]
         raise UserError(f"the trainer config is invalid ({message}): check the trainer.* overrides") from None
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    """The configured loggers; in a multirun, a logger with `name: ""` (TensorBoard's) is named
+    after the job's swept overrides, so the sweep's runs read as e.g. `0/tensorboard/model=crnn,seed=1`."""
+    job_name = multirun_job_name()
+    loggers = []
+    for node in (cfg.get("logger") or {}).values():
+        if node:
+            named = job_name and node.get("name") == ""
+            loggers.append(instantiate(node, name=job_name) if named else instantiate(node))
+    return loggers
+
+
+def multirun_job_name() -> str:
+    """A multirun job's values of the keys its sweep varies, e.g. `model=crnn,seed=1` (all of
+    its overrides but paths when the sweep file is missing); "" outside a multirun."""
+    if not in_multirun():
+        return ""
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    swept = swept_keys()
+    chosen = [o for o in overrides if override_key(o) in swept]
+    chosen = chosen or [o for o in overrides if not override_key(o).startswith(("paths.", "hydra."))]
+    return ",".join(chosen).replace("/", "_") or f"job{hydra_cfg.job.num}"
+
+
+def swept_keys() -> set[str]:
+    """The keys given several values (a,b / range / glob) on the multirun's command line,
+    read from the multirun.yaml Hydra writes into the sweep folder; empty outside a multirun."""
+    multirun_file = Path(HydraConfig.get().sweep.dir) / "multirun.yaml" if in_multirun() else None
+    if multirun_file is None or not multirun_file.is_file():
+        return set()
+    overrides = OmegaConf.load(multirun_file).hydra.overrides.task
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return {o.key_or_group for o in parsed if o.is_sweep_override()}
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
@@ -211,22 +257,78 @@ def publish_report(trainer: L.Trainer, model: AudioClassifier, folder: Path, spl
 
 
 def log_hparams(trainer: L.Trainer, cfg: DictConfig, summary: dict[str, float]) -> None:
-    """One hparams entry per run, with its final metrics, for TensorBoard's HPARAMS tab."""
+    """One hparams entry per run, with its final metrics as `hp/*`, for TensorBoard's HPARAMS tab."""
     board = tensorboard_logger(trainer)
     if board is None:
         return
-    params = {"seed": cfg.seed}
-    for group in ("model", "features", "optim", "scheduler", "loss", "augment", "data"):
-        params.update(flatten(to_dict(cfg.get(group)) or {}, group))
-    final = {f"hp/{k.replace('/', '_')}": v for k, v in summary.items() if isinstance(v, int | float)}
-    board.log_hyperparams(params, metrics=final)
+    # the final value of each metric once: train/loss_epoch, not also train/loss and train/loss_step
+    final = {f"hp/{k.replace('/', '_')}": v for k, v in summary.items()
+             if isinstance(v, int | float) and not k.endswith("_step") and f"{k}_epoch" not in summary
+             and not k.startswith("lr-") and k != "epoch"}
+    board.log_hyperparams(run_hparams(cfg), metrics=final)
     board.finalize("success")
 
 
-def flatten(tree: dict, prefix: str) -> dict[str, Any]:
+# data keys that say where the clips are, not what the model learns from
+DATA_PLUMBING = ("source", "root", "url", "sha256", "test_root", "test_sha256", "download", "num_workers",
+                 "pin_memory", "skip_bad_files")
+
+
+def run_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The run's recipe as scalars under the same keys in every run: TensorBoard's HPARAMS tab takes
+    its columns from one run of the folder, so keys only some models or optimizers have go into one
+    `<group>.args` text each. Each key the sweep varies gets a column of its own too."""
+    model, features, optim = to_dict(cfg.model), to_dict(cfg.features), to_dict(cfg.optim) or {}
+    scheduler, augment, data = to_dict(cfg.get("scheduler")) or {}, to_dict(cfg.get("augment")) or {}, to_dict(cfg.data)
+    augment_defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "augment" / "none.yaml"))
+    params = {
+        "seed": cfg.seed,
+        "trainer.max_epochs": cfg.trainer.get("max_epochs"),
+        "model": model["name"],
+        "model.args": args_text(model, skip=("name",)),
+        "features": features.get("name"),
+        "features.args": args_text(features, skip=("name",)),
+        "optim": target_name(optim),
+        "optim.lr": optim.get("lr"),
+        "optim.weight_decay": optim.get("weight_decay"),
+        "optim.args": args_text(optim, skip=("lr", "weight_decay")),
+        "scheduler": target_name(scheduler),
+        "scheduler.args": args_text(scheduler),
+        "loss.label_smoothing": float((cfg.get("loss") or {}).get("label_smoothing", 0.0)),
+        "augment": group_choice("augment") or "custom",
+        "augment.mixup_alpha": augment.get("mixup_alpha", 0.0),
+        "augment.args": args_text({k: v for k, v in augment.items() if augment_defaults.get(k, "?") != v},
+                                  skip=("mixup_alpha",)),
+        "data": data.get("source"),
+        "data.batch_size": data.get("batch_size"),
+        "data.args": args_text(data, skip=("batch_size", *DATA_PLUMBING)),
+    }
+    for key in swept_keys() - params.keys():
+        value = group_choice(key) or OmegaConf.select(cfg, key, default=None)  # experiment=a,b: its name
+        if not OmegaConf.is_config(value):
+            params[key] = value
+    return {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in params.items()}
+
+
+def args_text(node: dict, skip: tuple[str, ...] = ()) -> str:
+    """`key=value` pairs of a config node's leaves, nested keys dotted, e.g. `width=3 dropout=0.1`."""
+    skip = (*skip, "_target_", "_partial_")
+    return " ".join(f"{k}={v}" for k, v in flatten(node).items() if k.split(".")[0] not in skip) or "-"
+
+
+def target_name(node: dict) -> str:
+    """`torch.optim.AdamW` -> `AdamW`; "none" for a group without a `_target_`."""
+    return str(node.get("_target_") or "none").rsplit(".", 1)[-1]
+
+
+def group_choice(group: str) -> str | None:
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in tree.items():
-        name = f"{prefix}.{key}"
+        name = f"{prefix}.{key}" if prefix else key
         if isinstance(value, dict):
             flat.update(flatten(value, name))
         else:
