@@ -8,6 +8,7 @@
 #   matchbox_sc    experiment=matchboxnet_gsc's recipe vs the old default, SC sample kws12
 #   beyond_sc      the bcresnet paper recipe plus one change: EMA of the weights (callbacks=ema)
 #   mixup_sc       ... plus mixup (augment.mixup_alpha=0.2)
+#   matchbox_noise_sc  the matchboxnet paper recipe plus background noise (p 0.8, volume U(0, 0.1))
 #   kwt_sc         experiment=kwt_gsc's recipe vs the old default (slow on a CPU: ~5x bcresnet)
 #   experiments/recipes/run.sh [FSDD_RECORDINGS_DIR] [extra overrides]
 # Every (arm, seed) is one job; JOBS of them run at a time (default 2, one CPU thread each with
@@ -38,6 +39,7 @@ arms() {
                    echo "matchbox_sc_old $SC model=matchboxnet $OLD_DEFAULT" ;;
     beyond_sc)     echo "beyond_sc_ema $SC model=bcresnet callbacks=ema" ;;
     mixup_sc)      echo "beyond_sc_mixup $SC model=bcresnet augment.mixup_alpha=0.2" ;;
+    matchbox_noise_sc) echo "matchbox_sc_noise $SC experiment=matchboxnet_gsc data.protocol=lists augment.noise_prob=0.8 augment.fresh_silence=true" ;;
     kwt_sc)        echo "kwt_sc_paper $SC experiment=kwt_gsc data.protocol=lists"
                    echo "kwt_sc_old $SC model=kwt $OLD_DEFAULT loss.label_smoothing=0.0" ;;
     *) echo "unknown part $1" >&2; return 2 ;;
