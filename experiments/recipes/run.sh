@@ -67,4 +67,5 @@ rm -f "$queue"
 "$PYTHON" -m audioclf.report "$RUNS" --out experiments/recipes --name results \
     --title "final weights tested: paper recipes vs the old AdamW default ($EPOCHS epochs SC, $FSDD_EPOCHS FSDD)" \
     --curves val/acc
+"$PYTHON" experiments/recipes/summarize.py experiments/recipes   # by arm: summary.md, summary_curves.png
 finish recipes
