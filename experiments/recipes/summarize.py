@@ -18,13 +18,15 @@ from pathlib import Path
 ARMS = {  # folder name -> (dataset, what it is, the arm it is compared with)
     "bcresnet_sc_old": ("SC sample kws12", "bcresnet, old default (AdamW 1e-3, cosine, augment=default)", None),
     "bcresnet_sc_paper": ("SC sample kws12", "bcresnet, new default = paper recipe", "bcresnet_sc_old"),
-    "beyond_sc_ema": ("SC sample kws12", "bcresnet, paper recipe + EMA of weights (callbacks=ema)", "bcresnet_sc_paper"),
+    "beyond_sc_ema": ("SC sample kws12", "bcresnet, paper recipe + EMA (callbacks=ema)", "bcresnet_sc_paper"),
     "beyond_sc_mixup": ("SC sample kws12", "bcresnet, paper recipe + mixup 0.2", "bcresnet_sc_paper"),
     "matchbox_sc_old": ("SC sample kws12", "matchboxnet, old default (AdamW 1e-3, cosine, augment=default)", None),
     "matchbox_sc_paper": ("SC sample kws12", "matchboxnet, paper recipe (experiment=matchboxnet_gsc)",
                           "matchbox_sc_old"),
     "matchbox_sc_noise": ("SC sample kws12", "matchboxnet, paper recipe + background noise p 0.8",
                           "matchbox_sc_paper"),
+    "kwt_sc_old": ("SC sample kws12", "kwt (KWT-1), old default (AdamW 1e-3, cosine, augment=default)", None),
+    "kwt_sc_paper": ("SC sample kws12", "kwt (KWT-1), paper recipe (experiment=kwt_gsc, batch 512)", "kwt_sc_old"),
     "bcresnet_fsdd_old": ("FSDD official", "bcresnet, old default (AdamW 1e-3, cosine, augment=default)", None),
     "bcresnet_fsdd_paper": ("FSDD official", "bcresnet, new default = paper recipe", "bcresnet_fsdd_old"),
 }
