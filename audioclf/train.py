@@ -60,13 +60,18 @@ def build_scheduler(cfg: DictConfig) -> Callable | None:
     scheduler = cfg.get("scheduler")
     if not scheduler or not scheduler.get("_target_"):
         return None
-    warmup, epochs = scheduler.get("warmup_epochs", 0) or 0, cfg.trainer.get("max_epochs")
+    check_warmup_fits(cfg)
+    return instantiate_partial(scheduler, "scheduler")
+
+
+def check_warmup_fits(cfg: DictConfig) -> None:
+    warmup = (cfg.get("scheduler") or {}).get("warmup_epochs", 0) or 0
+    epochs = cfg.trainer.get("max_epochs")
     if warmup and epochs and warmup >= epochs:
         raise UserError(
             f"scheduler.warmup_epochs={warmup} is not shorter than the run (trainer.max_epochs={epochs}): "
             "lower scheduler.warmup_epochs or raise trainer.max_epochs"
         )
-    return instantiate_partial(scheduler, "scheduler")
 
 
 def instantiate_partial(node: DictConfig, group: str) -> Callable:
@@ -164,7 +169,7 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     check_override_types(cfg)
     quiet_other_ranks()  # DDP: one set of logs, from rank 0 (distributed.py)
     ckpt_path = resolve_ckpt_path(cfg)
-    build_scheduler(cfg)  # a bad recipe fails before any data is decoded
+    check_warmup_fits(cfg)  # before any data is decoded
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build_datamodule(cfg)
