@@ -1,4 +1,4 @@
-"""Config helpers: catch overrides of the wrong type before they reach a library."""
+"""The config edge: composing Hydra configs, and catching bad overrides before they reach the library."""
 
 from __future__ import annotations
 
@@ -10,7 +10,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from audioclf.errors import UserError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package
+
+
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose conf/<config_name>.yaml with command-line overrides, as a Hydra app would, without
+    a run folder; an override that does not parse or compose is a one-line UserError."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    check_group_choices(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+    except Exception as error:  # hydra and omegaconf report a bad override in their own types
+        raise UserError(f"the overrides do not compose ({str(error).splitlines()[0]}): use key=value") from None
 
 
 def to_dict(node: Any) -> Any:

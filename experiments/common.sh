@@ -32,7 +32,7 @@ STARTED=$SECONDS
 
 # sweep STUDY NAME overrides...: one `train.py -m` multirun into logs/multiruns/STUDY/<time>/NAME.
 # Sets RUNS to logs/multiruns/STUDY/<time>, the folder holding all of this run's sweeps:
-# `python -m audioclf.report $RUNS` groups their jobs, `tensorboard --logdir $RUNS` overlays them.
+# `python -m audioclf report folder=$RUNS` groups their jobs, `tensorboard --logdir $RUNS` overlays them.
 sweep() {
     local study="$1" name="$2"
     shift 2

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from audioclf import train
-from audioclf.data.augment import NoiseBank, WaveAugment, change_speed, mixup, speed_factors
-from audioclf.features import SpecAugment
+from audioclf.audio.augment import NoiseBank, WaveAugment, change_speed, mixup, speed_factors
+from audioclf.audio.frontends import SpecAugment
+from audioclf.tasks import train
 from tests.conftest import SMALL_SYNTHETIC, compose_config, make_speech_commands, write_wav
 
 RATE = 8000

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audioclf import train
 from audioclf.data.clips import load_or_build
 from audioclf.data.io import BadAudioFile, read_audio
 from audioclf.data.sources import build_source
 from audioclf.errors import UserError
+from audioclf.tasks import train
 from tests.conftest import SMALL_SYNTHETIC, compose_config, write_wav
 
 ROOT = Path(__file__).resolve().parent.parent

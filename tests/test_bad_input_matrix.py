@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf import predict
 from audioclf.data.io import read_audio
 from audioclf.errors import UserError
+from audioclf.tasks import predict
 from tests.conftest import compose_config, write_wav
 from tests.test_export import registry_classifier, save_checkpoint
 
@@ -118,7 +118,8 @@ def test_cli_reports_bad_input_in_one_line(kind, checkpoint, tmp_path):
         [
             sys.executable,
             "-m",
-            "audioclf.predict",
+            "audioclf",
+            "predict",
             f"ckpt_path={checkpoint}",
             f"inputs={path}",
             f"paths.log_dir={tmp_path / 'logs'}",

@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from audioclf import bench
-from audioclf.features import build_frontend
+from audioclf.audio.frontends import build_frontend
+from tools.bench import pipeline as bench
 
 
 def test_bench_runs_on_a_tiny_clip_count(tmp_path, capsys):

@@ -17,8 +17,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict, read_write
 
-from audioclf import train
-from audioclf.dashboards import TopErrors, class_recall
+from audioclf.lit.dashboards import TopErrors, class_recall
+from audioclf.tasks import train
 from tests.conftest import SMALL_SYNTHETIC, compose_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +147,7 @@ class Board:
 @pytest.mark.slow
 def test_tensorboard_serves_a_multirun_by_override_names(tmp_path):
     """`train.py -m model=tf_cnn,lstm_fsdd` on tiny synthetic data, served by TensorBoard itself."""
-    from audioclf.sweep_report import sweep_report
+    from audioclf.report.sweep import sweep_report
 
     sweep = tmp_path / "multirun"
     args = ["model=tf_cnn,lstm_fsdd", "data=synthetic", "data.train_per_class=4", "data.val_per_class=2",

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
 
-from audioclf.data import loading
-from audioclf.data.loading import ShardedBatches
+from audioclf.data import sampling
+from audioclf.data.sampling import ShardedBatches
 from tests.conftest import compose_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,16 +23,16 @@ def shards(make, size: int) -> list[list[list[int]]]:
     """Each rank's batches, as `ShardedBatches` gives them under a world of `size`."""
     out = []
     for rank in range(size):
-        loading.world = lambda rank=rank: (rank, size)
+        sampling.world = lambda rank=rank: (rank, size)
         out.append(list(make()))
     return out
 
 
 @pytest.fixture(autouse=True)
 def restore_world():
-    original = loading.world
+    original = sampling.world
     yield
-    loading.world = original
+    sampling.world = original
 
 
 @pytest.mark.parametrize("clips, batch, size", [(100, 16, 2), (100, 16, 3), (7, 4, 2), (64, 8, 4)])
@@ -54,7 +54,7 @@ def test_train_shards_are_disjoint_equal_length_and_cover_the_epoch(clips, batch
     assert len(firsts) == len(set(firsts))  # no batch twice, except the wrap-around padding
     seen = {i for batches in per_rank for b in batches for i in b}
     assert seen == set(range(clips))
-    loading.world = lambda: (0, size)
+    sampling.world = lambda: (0, size)
     assert len(make()) == total
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audioclf import doctor, train
-from audioclf.callbacks import ChanceHint
+from audioclf.lit.callbacks import ChanceHint
+from audioclf.tasks import doctor, train
 from tests.conftest import compose_config
 
 
@@ -57,12 +57,12 @@ def test_a_run_stuck_at_chance_prints_the_hint_and_the_doctor_reads_its_history(
                                     "test=false"])
     train.run(cfg)
     run_dir = tmp_path / "run"
-    hint = [line for line in capsys.readouterr().out.splitlines() if "audioclf.doctor" in line]
+    hint = [line for line in capsys.readouterr().out.splitlines() if "audioclf-doctor" in line]
     assert hint == [f"val/acc has stayed within 2 points of chance (10.0 %) for 3 epochs: "
-                    f"`python -m audioclf.doctor {run_dir}` says why"]
+                    f"`audioclf-doctor run_dir={run_dir}` says why"]
     (run_dir / ".hydra").mkdir()
     (run_dir / ".hydra" / "config.yaml").write_text(doctor_config_yaml(cfg))
-    doctor.main([str(run_dir)])
+    doctor.main([f"run_dir={run_dir}"])
     out = capsys.readouterr().out
     assert "history: val/acc stayed within 2 points of chance (10.0 %) for all 3 epochs" in out
     assert "fix:   optim.lr=" in out  # the range test names the learning rate that caused it
@@ -77,7 +77,7 @@ def doctor_config_yaml(cfg) -> str:
 
 def test_the_command_line_refuses_what_is_not_a_run_directory_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        doctor.main([str(tmp_path)])
+        doctor.main([f"run_dir={tmp_path}"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
     with pytest.raises(SystemExit):
@@ -281,4 +281,4 @@ def test_chance_hint_prints_once_after_three_epochs_in_a_row(capsys):
         hint.on_validation_end(trainer, module)
     lines = [line for line in capsys.readouterr().out.splitlines() if line]
     assert lines == ["val/acc has stayed within 2 points of chance (10.0 %) for 3 epochs: "
-                     "`python -m audioclf.doctor logs/runs/train/x` says why"]
+                     "`audioclf-doctor run_dir=logs/runs/train/x` says why"]

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from audioclf import evaluate, predict, train
-from audioclf.checkpoints import load_classifier
 from audioclf.data.sources.synthetic import SyntheticSource
 from audioclf.errors import UserError
+from audioclf.lit.checkpoints import load_classifier
+from audioclf.tasks import evaluate, predict, train
 from tests.conftest import SMALL_SYNTHETIC, compose_config, write_wav
 
 

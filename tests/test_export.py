@@ -13,11 +13,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from audioclf import export
 from audioclf.config import CONF_DIR, to_dict
 from audioclf.errors import UserError
+from audioclf.lit.module import AudioClassifier
 from audioclf.models import BACKBONES
-from audioclf.module import AudioClassifier
+from audioclf.tasks import export
 from tests.conftest import compose_config
 
 TOLERANCE = 1e-4

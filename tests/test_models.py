@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from audioclf import train
+from audioclf.audio.frontends import build_frontend
 from audioclf.config import CONF_DIR, model_sample_rate
 from audioclf.data.sources.synthetic import SyntheticSource
-from audioclf.features import build_frontend
 from audioclf.models import BACKBONES, build_backbone, count_parameters
-from audioclf.models.__main__ import count_flops, describe, model_config, rnn_flops
+from audioclf.tasks import train
+from audioclf.tasks.models import count_flops, describe, model_config, rnn_flops
 from tests.conftest import SMALL_SYNTHETIC, compose_config
 
 NAMES = sorted(BACKBONES)

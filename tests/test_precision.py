@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from audioclf import train
+from audioclf.lit.precision import CpuBf16Lstm
 from audioclf.models import BACKBONES
-from audioclf.precision import CpuBf16Lstm
+from audioclf.tasks import train
 from tests.conftest import SMALL_SYNTHETIC, compose_config
 from tests.test_export import registry_classifier
 

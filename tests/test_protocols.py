@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from audioclf.data.augment import NoiseBank, WaveAugment
+from audioclf.audio.augment import NoiseBank, WaveAugment
 from audioclf.data.clips import load_or_build
 from audioclf.data.sources import build_source
 from audioclf.data.sources.speech_commands import COMMANDS, SILENCE, UNKNOWN
 from audioclf.errors import UserError
-from audioclf.train import build_datamodule
+from audioclf.tasks.train import build_datamodule
 from tests.conftest import compose_config, make_speech_commands, tone, write_wav
 
 TEST_SET = {**{word: 2 for word in COMMANDS}, SILENCE: 3, UNKNOWN: 4}

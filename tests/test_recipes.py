@@ -12,12 +12,13 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from audioclf import schedules, train
+from audioclf.audio.augment import WaveAugment
+from audioclf.audio.frontends import SpecAugment, build_frontend, frame_lengths
 from audioclf.config import CONF_DIR, check_group_choices
-from audioclf.data.augment import WaveAugment
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.errors import UserError
-from audioclf.features import SpecAugment, build_frontend, frame_lengths
+from audioclf.lit import schedules
+from audioclf.tasks import train
 from tests.conftest import SMALL_SYNTHETIC, compose_config
 
 OPTIMIZERS = sorted(p.stem for p in (CONF_DIR / "optim").glob("*.yaml"))
@@ -160,7 +161,7 @@ def test_recipe_errors_are_one_line(tmp_path):
 def test_a_bad_recipe_is_one_line_from_the_command_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "train.py", "model=bcresnet", "trainer.max_epochs=3", f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True, cwd=CONF_DIR.parent, timeout=120,
+        capture_output=True, text=True, cwd=CONF_DIR.parent.parent, timeout=120,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [

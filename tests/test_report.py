@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from audioclf.report import classification_report, to_markdown, write_report
+from audioclf.report.classification import classification_report, to_markdown, write_report
 
 
 def test_report_matches_hand_computed_values():

@@ -14,9 +14,9 @@ import lightning as L
 import pytest
 import torch
 
-from audioclf import train
 from audioclf.errors import UserError
-from audioclf.resume import AtomicCheckpointIO, resolve_ckpt_path
+from audioclf.lit.resume import AtomicCheckpointIO, resolve_ckpt_path
+from audioclf.tasks import train
 from tests.conftest import SMALL_SYNTHETIC, compose_config
 
 ROOT = Path(__file__).resolve().parent.parent

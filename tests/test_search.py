@@ -11,7 +11,7 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from audioclf.errors import UserError  # noqa: E402
-from audioclf.search import OptunaPruning, run_search, suggest  # noqa: E402
+from audioclf.tasks.search import OptunaPruning, run_search, suggest  # noqa: E402
 from tests.conftest import SMALL_SYNTHETIC, compose_config  # noqa: E402
 
 

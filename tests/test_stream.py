@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audioclf import predict, train
-from audioclf.stream import detect, smooth_probabilities, window_starts
+from audioclf.tasks import predict, train
+from audioclf.tasks.stream import detect, smooth_probabilities, window_starts
 from tests.conftest import compose_config, write_wav
 
 RATE = 16000

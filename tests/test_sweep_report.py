@@ -1,4 +1,4 @@
-"""`python -m audioclf.report <multirun dir>`: the sweep table and bar chart."""
+"""`audioclf-report folder=<multirun dir>`: the sweep table and bar chart."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from audioclf.errors import UserError
-from audioclf.sweep_report import sweep_report
+from audioclf.report.sweep import sweep_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,7 +102,7 @@ def test_single_seed_and_unfinished_jobs(tmp_path):
 def test_cli_writes_into_the_folder(tmp_path):
     folder = fake_multirun(tmp_path / "sweep")
     done = subprocess.run(
-        [sys.executable, "-m", "audioclf.report", str(folder)],
+        [sys.executable, "-m", "audioclf", "report", f"folder={folder}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -116,10 +116,10 @@ def test_bad_folders_are_one_line_errors(tmp_path):
         sweep_report(tmp_path / "missing")
     with pytest.raises(UserError, match="holds no metrics.json"):
         sweep_report(tmp_path)
-    with pytest.raises(UserError, match="--metric"):
+    with pytest.raises(UserError, match="metric=test/nope is not reported"):
         sweep_report(fake_multirun(tmp_path / "sweep"), metric="test/nope")
     done = subprocess.run(
-        [sys.executable, "-m", "audioclf.report", str(tmp_path / "missing")],
+        [sys.executable, "-m", "audioclf", "report", f"folder={tmp_path / 'missing'}"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from audioclf import train
+from audioclf.tasks import train
 from tests.conftest import SMALL_SYNTHETIC, compose_config
 
 

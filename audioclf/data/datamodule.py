@@ -18,9 +18,9 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-from audioclf.data.augment import NoiseBank, WaveAugment
+from audioclf.audio.augment import NoiseBank, WaveAugment
 from audioclf.data.clips import ClipBank, load_or_build
-from audioclf.data.loading import ResumableDataLoader, ShardedBatches
+from audioclf.data.sampling import ResumableDataLoader, ShardedBatches
 from audioclf.data.sources import SOURCES, SPLITS, Source, build_source
 
 log = logging.getLogger(__name__)

@@ -1,53 +1,15 @@
-"""Backbone registry: name -> plain `nn.Module(num_classes, input_shape, **hparams)`.
+"""Backbones: plain `nn.Module(num_classes, input_shape, **hparams)` by name (see registry.py).
 
-`input_shape` is the frontend's output per clip, (channels, freq, time) for
-spectrogram frontends. `forward(features) -> logits`. No Lightning here.
+Importing this package imports every family module, so each registers itself.
 """
 
-from __future__ import annotations
-
 import importlib
-import inspect
 import pkgutil
-from collections.abc import Callable
-from typing import Any
 
-from torch import nn
+from audioclf.models.registry import BACKBONES, build_backbone, count_parameters, register
 
-from audioclf.errors import UserError
+__all__ = ["BACKBONES", "build_backbone", "count_parameters", "register"]
 
-BACKBONES: dict[str, type[nn.Module]] = {}
-
-
-def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    def add(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} is registered twice")
-        BACKBONES[name] = cls
-        return cls
-
-    return add
-
-
-def _import_families() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
-def build_backbone(name: str, num_classes: int, input_shape: tuple[int, ...], **hparams: Any) -> nn.Module:
-    if name not in BACKBONES:
-        raise UserError(f"model.name={name} is not a known backbone: choose one of {', '.join(sorted(BACKBONES))}")
-    cls = BACKBONES[name]
-    accepted = inspect.signature(cls.__init__).parameters
-    unknown = sorted(set(hparams) - set(accepted))
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        raise UserError(f"model.{unknown[0]} is not a parameter of backbone {name}: remove the override")
-    return cls(num_classes=num_classes, input_shape=tuple(input_shape), **hparams)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-_import_families()
+for _family in pkgutil.iter_modules(__path__):
+    if _family.name not in ("registry",) and not _family.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_family.name}")

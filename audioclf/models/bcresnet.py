@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audioclf.models import register
+from audioclf.models.registry import register
 
 
 class SubSpectralNorm(nn.Module):

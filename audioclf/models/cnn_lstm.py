@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from audioclf.errors import UserError
-from audioclf.models import register
+from audioclf.models.registry import register
 
 
 def _output_shape(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:

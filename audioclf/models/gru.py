@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audioclf.errors import UserError
-from audioclf.models import register
+from audioclf.models.registry import register
 
 
 class _ConvGruEncoder(nn.Module):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audioclf.models import register
+from audioclf.models.registry import register
 
 # size -> (dim, mlp_dim, heads)
 SIZES = {1: (64, 256, 1), 2: (128, 512, 2), 3: (192, 768, 3)}

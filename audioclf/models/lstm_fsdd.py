@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audioclf.models import register
+from audioclf.models.registry import register
 
 
 @register("lstm_fsdd")

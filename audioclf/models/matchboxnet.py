@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audioclf.models import register
+from audioclf.models.registry import register
 
 
 def separable_conv(channels_in: int, channels_out: int, kernel: int, dilation: int = 1) -> list[nn.Module]:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audioclf.models import register
+from audioclf.models.registry import register
 
 
 class _PhaseConv3d(nn.Module):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audioclf.models import register
+from audioclf.models.registry import register
 
 
 @register("tf_cnn")

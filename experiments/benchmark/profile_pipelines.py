@@ -6,7 +6,7 @@ Profiles `--steps` training steps of each pipeline in this process (after a
 warm-up), prints the top operators by self CPU time, the share of wall time
 the training loop spent waiting for the naive DataLoader, and a cProfile of
 the naive Dataset's `__getitem__` run in-process (what each worker does).
-Uses the WAVs and clip bank that `python -m audioclf.bench` made.
+Uses the WAVs and clip bank that `python -m tools.bench.pipeline` made.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.data import DataLoader
 
-from audioclf import bench
+from tools.bench import pipeline as bench
 from audioclf.data.datamodule import AudioDataModule
-from audioclf.module import AudioClassifier
+from audioclf.lit.module import AudioClassifier
 
 
 def main() -> None:

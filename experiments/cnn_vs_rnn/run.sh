@@ -10,6 +10,6 @@ MODELS="${MODELS:-tf_cnn,cnn_baseline,crnn,parallel_cnn_lstm,gru,lstm_fsdd,phase
 
 # seed first: Hydra varies the last override fastest, so a stopped run still covers every model
 sweep cnn_vs_rnn models seed="$SEEDS" model="$MODELS" trainer.max_epochs="$EPOCHS"
-"$PYTHON" -m audioclf.report "$RUNS" --out experiments/cnn_vs_rnn --name results \
-    --title "FSDD, $EPOCHS epochs: test accuracy, mean ± std over seeds $SEEDS"
+"$PYTHON" -m audioclf report folder="$RUNS" out=experiments/cnn_vs_rnn name=results \
+    "title='FSDD, $EPOCHS epochs: test accuracy, mean ± std over seeds $SEEDS'"
 finish cnn_vs_rnn

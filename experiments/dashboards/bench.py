@@ -25,9 +25,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from audioclf import train
+from audioclf.tasks import train
 from audioclf.config import CONF_DIR
-from audioclf.dashboards import Dashboards
+from audioclf.lit.dashboards import Dashboards
 
 HOOKS = ("on_fit_start", "on_validation_epoch_end", "on_test_batch_end", "on_test_epoch_end")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Time `python -m audioclf.doctor` for every registered backbone on FSDD and print a markdown table.
+# Time `audioclf-doctor` for every registered backbone on FSDD and print a markdown table.
 # Usage: experiments/doctor/bench.sh [FSDD_RECORDINGS_DIR] [extra doctor overrides ...]
 # Knobs: MODELS (comma list, default: every registered backbone), THREADS (OMP_NUM_THREADS).
 # The clip banks are built once first (an untimed doctor run per model would also do it),
@@ -12,12 +12,12 @@ echo "| backbone | seconds | problems found |"
 echo "|---|---:|---|"
 for model in ${MODELS//,/ }; do
     # shellcheck disable=SC2086  # DATA_ARGS is a word list on purpose
-    "$PYTHON" -c "import sys; from audioclf.doctor import load_config; from audioclf.train import build_datamodule
+    "$PYTHON" -c "import sys; from audioclf.tasks.doctor import load_config; from audioclf.tasks.train import build_datamodule
 d = build_datamodule(load_config(None, sys.argv[1:])); d.setup('fit')" $DATA_ARGS "model=$model" "${EXTRA[@]}" \
         >/dev/null 2>&1
     started=$(date +%s.%N)
     # shellcheck disable=SC2086
-    "$PYTHON" -m audioclf.doctor $DATA_ARGS "model=$model" "${EXTRA[@]}" >"$LOGS/$model.txt" 2>"$LOGS/$model.err"
+    "$PYTHON" -m audioclf doctor $DATA_ARGS "model=$model" "${EXTRA[@]}" >"$LOGS/$model.txt" 2>"$LOGS/$model.err"
     seconds=$(echo "$(date +%s.%N) - $started" | bc)
     problems=$(grep -E '^(ERROR|WARNING) ' "$LOGS/$model.txt" | awk '{print tolower($1) " " $2}' | tr -d ':' \
         | paste -sd "," | sed "s/,/, /g" || true)

@@ -20,7 +20,7 @@ for step in $STEPS; do
         *) echo "STEPS: $step is not one of 1 2 3 4" >&2; exit 2 ;;
     esac
 done
-"$PYTHON" -m audioclf.report "$RUNS" --out experiments/gru_labels --name results \
-    --title "FSDD, $EPOCHS epochs: per-frame copied labels vs one label per clip" \
-    --curves train/loss_epoch val/acc
+"$PYTHON" -m audioclf report folder="$RUNS" out=experiments/gru_labels name=results \
+    "title='FSDD, $EPOCHS epochs: per-frame copied labels vs one label per clip'" \
+    "curves=[train/loss_epoch,val/acc]"
 finish gru_labels

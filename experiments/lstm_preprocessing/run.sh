@@ -16,7 +16,7 @@ sweep lstm_preprocessing "clips_${CLIPS//,/_}" model=lstm_fsdd features=raw_powe
 # raw power with time frames as the steps: the missing log/standardization alone
 sweep lstm_preprocessing raw_frames model=lstm_fsdd features=raw_power_mel features.librosa_layout=false \
     data.clip_seconds=0.5 seed="$SEEDS" trainer.max_epochs="$EPOCHS"
-"$PYTHON" -m audioclf.report "$RUNS" --out experiments/lstm_preprocessing --name results \
-    --title "lstm_fsdd on FSDD, $EPOCHS epochs: raw power mel vs log-mel, 0.5 s vs 1 s clips" \
-    --curves train/loss_epoch val/loss val/acc
+"$PYTHON" -m audioclf report folder="$RUNS" out=experiments/lstm_preprocessing name=results \
+    "title='lstm_fsdd on FSDD, $EPOCHS epochs: raw power mel vs log-mel, 0.5 s vs 1 s clips'" \
+    "curves=[train/loss_epoch,val/loss,val/acc]"
 finish lstm_preprocessing

@@ -15,7 +15,7 @@ SEEDS="${SEEDS:-0,1,2}"
 sweep phase phase2d model=phase2d features.sigma_scale=10000,0.8 seed="$SEEDS" \
     trainer.max_epochs="$EPOCHS"
 sweep phase phase3d model=phase3d seed="$SEEDS" trainer.max_epochs="$EPOCHS"
-"$PYTHON" -m audioclf.report "$RUNS" --out experiments/phase --name results \
-    --title "FSDD, $EPOCHS epochs: magnitude only (sigma_scale=10000) vs phase" \
-    --curves val/acc
+"$PYTHON" -m audioclf report folder="$RUNS" out=experiments/phase name=results \
+    "title='FSDD, $EPOCHS epochs: magnitude only (sigma_scale=10000) vs phase'" \
+    "curves=[val/acc]"
 finish phase

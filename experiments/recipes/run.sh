@@ -64,8 +64,8 @@ xargs -P "$JOBS" -L 1 bash -c '
         && echo "done: $name seed $seed" || echo "FAILED: $name seed $seed (see $RUNS/$name-s$seed.log)"
 ' < "$queue"
 rm -f "$queue"
-"$PYTHON" -m audioclf.report "$RUNS" --out experiments/recipes --name results \
-    --title "final weights tested: paper recipes vs the old AdamW default ($EPOCHS epochs SC, $FSDD_EPOCHS FSDD)" \
-    --curves val/acc
+"$PYTHON" -m audioclf report folder="$RUNS" out=experiments/recipes name=results \
+    "title='final weights tested: paper recipes vs the old AdamW default ($EPOCHS epochs SC, $FSDD_EPOCHS FSDD)'" \
+    "curves=[val/acc]"
 "$PYTHON" experiments/recipes/summarize.py experiments/recipes   # by arm: summary.md, summary_curves.png
 finish recipes

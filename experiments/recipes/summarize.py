@@ -1,7 +1,7 @@
 """The recipes study's tables and curves, by arm (the job folder name without its -s<seed>):
 summary.md (per dataset: mean ± std over seeds, and each arm's per-seed difference from the arm
 it is compared with) and summary_curves.png (mean validation accuracy per epoch, one line per
-arm), from the results_runs.csv and results_curves.csv that `python -m audioclf.report` wrote.
+arm), from the results_runs.csv and results_curves.csv that `audioclf-report` wrote.
 
     python experiments/recipes/summarize.py [experiments/recipes]
 """

@@ -22,7 +22,7 @@ for speaker in $SPEAKERS; do SPLITS="$SPLITS,'speaker=$speaker'"; done
 
 sweep unseen_speakers splits model="$MODELS" "data.split=$SPLITS" seed="$SEEDS" \
     trainer.max_epochs="$EPOCHS"
-"$PYTHON" -m audioclf.report "$RUNS" --out experiments/unseen_speakers --name results \
-    --title "FSDD, $EPOCHS epochs: official split vs each held-out speaker"
+"$PYTHON" -m audioclf report folder="$RUNS" out=experiments/unseen_speakers name=results \
+    "title='FSDD, $EPOCHS epochs: official split vs each held-out speaker'"
 "$PYTHON" experiments/unseen_speakers/summarize.py experiments/unseen_speakers/results_runs.csv
 finish unseen_speakers

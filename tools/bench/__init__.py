@@ -1,0 +1,1 @@
+"""Benchmarks and profilers: in the repo, not in the wheel."""

@@ -1,0 +1,5 @@
+"""`python -m tools.bench`: the pipeline benchmark (see pipeline.py)."""
+
+from tools.bench.pipeline import main
+
+main()
