@@ -26,7 +26,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     "args, message",
     [
         (["train.py", "data=synthetic", "trainer.max_epochs=abc"], "trainer.max_epochs='abc' has the wrong type"),
-        (["train.py", "model=no_such_model"], "model=no_such_model is not a config in conf/model/"),
+        (["train.py", "model=no_such_model"], "model=no_such_model is not a config in audioclf/conf/model/"),
         (["eval.py", "ckpt_path=/no/such.ckpt"], "ckpt_path=/no/such.ckpt does not exist"),
     ],
 )

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from audioclf.audio.frontends import build_frontend
+from audioclf.config import check_group_choices, check_values
 from audioclf.data.io import read_audio
 from audioclf.errors import UserError
-from audioclf.tasks import predict
-from tests.conftest import compose_config, write_wav
+from audioclf.lit.checkpoints import load_classifier
+from audioclf.lit.resume import resolve_ckpt_path
+from audioclf.models import build_backbone
+from audioclf.tasks import predict, train
+from tests.conftest import SMALL_SYNTHETIC, compose_config, write_wav
 from tests.test_export import registry_classifier, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,3 +150,202 @@ def test_the_matrix_files_are_what_they_claim(tmp_path):
     assert sf.info(str(make("8bit", tmp_path))).subtype == "PCM_U8"
     assert sf.info(str(make("float", tmp_path))).subtype == "FLOAT"
     assert sf.info(str(make("zero_length_data", tmp_path))).frames == 0
+
+
+# The last raw tracebacks: each is one line naming the key or file and the fix.
+
+
+def one_line_error(result: subprocess.CompletedProcess, phrase: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == lines[-1:] and phrase in errors[0], lines
+
+
+def audioclf(tmp: Path, task: str, *args: str) -> subprocess.CompletedProcess:
+    paths = [f"hydra.run.dir={tmp / 'run'}", f"paths.log_dir={tmp / 'logs'}", f"paths.cache_dir={tmp / 'cache'}"]
+    return subprocess.run([sys.executable, "-m", "audioclf", task, *args, *paths],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def not_a_checkpoint(kind: str, tmp: Path) -> Path:
+    path = tmp / f"{kind}.ckpt"
+    if kind == "text":
+        path.write_text("name,label\nthis is a csv file, renamed\n")
+    elif kind == "random_bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "zip_not_torch":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "hello")
+    elif kind == "torch_not_lightning":
+        torch.save({"weights": torch.zeros(2)}, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["text", "random_bytes", "zip_not_torch", "torch_not_lightning"])
+def test_a_file_that_is_not_a_checkpoint_is_named_when_loaded_and_when_resumed(kind, checkpoint, tmp_path):
+    path = not_a_checkpoint(kind, tmp_path)
+    with pytest.raises(UserError) as loading:
+        load_classifier(path)
+    with pytest.raises(UserError) as resuming:
+        resolve_ckpt_path(compose_config(tmp_path, [f"ckpt_path={path}"]))
+    for error in (loading, resuming):
+        message = str(error.value)
+        assert f"ckpt_path={path} is not an audioclf checkpoint" in message and "\n" not in message
+    assert resolve_ckpt_path(compose_config(tmp_path, [f"ckpt_path={checkpoint}"])) == str(checkpoint)
+
+
+@pytest.mark.parametrize("task", ["train", "eval", "predict", "export"])
+def test_every_entry_point_names_a_file_that_is_not_a_checkpoint(task, tmp_path):
+    path = not_a_checkpoint("random_bytes", tmp_path)
+    extra = {"train": ["data=synthetic"], "predict": [f"inputs={make('float', tmp_path)}"]}.get(task, [])
+    one_line_error(audioclf(tmp_path, task, f"ckpt_path={path}", *extra),
+                   f"ckpt_path={path} is not an audioclf checkpoint")
+
+
+# The dataset root does not exist: a value check that waited for the data would report that instead.
+NO_DATA = ["data=speech_commands", "data.download=false", "data.root=/no/such/dataset"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=-1", "optim.lr=-1 must be positive, e.g. optim.lr=0.001"),
+    ("optim.lr=0", "optim.lr=0 must be positive"),
+    ("data.batch_size=0", "data.batch_size=0 must be at least 1, e.g. data.batch_size=64"),
+    ("trainer.max_epochs=-5", "trainer.max_epochs=-5 must be at least 1 (or -1 for no limit)"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 must be at least 1"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs=-1 (no limit) leaves the learning-rate schedule no length"),
+])
+def test_values_that_cannot_work_are_named_before_the_data_is_read(override, message, tmp_path):
+    with pytest.raises(UserError) as error:
+        train.run(compose_config(tmp_path, [*NO_DATA, override]))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_no_epoch_limit_is_allowed_without_a_schedule(tmp_path):
+    check_values(compose_config(tmp_path, ["trainer.max_epochs=-1", "scheduler=none"]))
+
+
+def test_a_gpu_trainer_without_a_gpu_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(UserError, match=r"^trainer=gpu needs a GPU, .*: use trainer=cpu or trainer.accelerator=auto$"):
+        train.run(compose_config(tmp_path, [*NO_DATA, "trainer=gpu"]))
+    with pytest.raises(UserError, match=r"^trainer.accelerator=cuda needs a GPU"):
+        train.run(compose_config(tmp_path, [*NO_DATA, "trainer.accelerator=cuda"]))
+    check_values(compose_config(tmp_path, ["trainer=gpu", "trainer.accelerator=auto"]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(), reason="this machine has a GPU")
+def test_cli_trainer_gpu_without_a_gpu(tmp_path):
+    one_line_error(audioclf(tmp_path, "train", "data=synthetic", "trainer=gpu"),
+                   "trainer=gpu needs a GPU, and PyTorch sees none on this machine")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["features.n_mels=40"], "features.n_mels is not a key of features=stft, whose keys are name, sample_rate, "
+                             "win_ms, hop_ms, n_fft, center, normalize: pick features=logmel or "),
+    (["features=stft", "features.foo=1"], "features.foo is not a key of features=stft, whose keys are "),
+    (["model=kwt", "features.foo=1"], "features.foo is not a key of features=mfcc"),  # the model's frontend
+])
+def test_a_features_key_the_frontend_lacks_is_named_before_hydra(args, message):
+    with pytest.raises(UserError) as error:
+        check_group_choices(args)
+    assert str(error.value).startswith(message)
+    check_group_choices(["features=logmel", "features.n_mels=64"])
+
+
+def test_cli_features_key_the_frontend_lacks(tmp_path):
+    one_line_error(audioclf(tmp_path, "train", "features.n_mels=40"),
+                   "features.n_mels is not a key of features=stft")
+
+
+def test_the_library_raises_value_errors_that_start_with_the_parameter():
+    with pytest.raises(ValueError, match=r"^n_fft=64 is shorter than the 30 ms window"):
+        build_frontend({"name": "logmel", "win_ms": 30, "n_fft": 64}, 16000)
+    with pytest.raises(ValueError, match=r"^n_mels=40 is not a parameter of the stft frontend: it takes "
+                                         r"sample_rate, normalize, win_ms, hop_ms, n_fft, center, power$"):
+        build_frontend({"name": "stft", "n_mels": 40}, 16000)
+    with pytest.raises(ValueError, match=r"^pool=maximum is unknown"):
+        build_backbone("gru", 10, (1, 40, 101), pool="maximum")
+    with pytest.raises(ValueError, match=r"^name=resnet9000 is not a known backbone"):
+        build_backbone("resnet9000", 10, (1, 40, 101))
+    for folder in ("models", "audio"):
+        for path in (ROOT / "audioclf" / folder).glob("*.py"):
+            text = path.read_text()
+            assert "UserError" not in text and "hydra" not in text.lower(), path
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["features.n_fft=64"], "features.n_fft=64 is shorter than the 15.9375 ms window"),
+    (["+features.n_mels=40"], "features.n_mels=40 is not a parameter of the stft frontend: it takes sample_rate"),
+    (["model=gru", "model.pool=maximum"], "model.pool=maximum is unknown: use mean, max or last"),
+    (["+model.depth=3"], "model.depth=3 is not a parameter of backbone tf_cnn"),
+    (["augment=strong", "augment.speed=[1.2,0.9]"], "augment.speed=[1.2, 0.9] must be [low, high]"),
+    (["augment=strong", "augment.noise_dir=/no/such/noise"], "augment.noise_dir=/no/such/noise is not a directory"),
+])
+def test_the_config_edge_names_the_group_of_a_library_value_error(overrides, message, tmp_path):
+    with pytest.raises(UserError) as error:
+        train.run(compose_config(tmp_path, [*SMALL_SYNTHETIC, "debug=fast", *overrides]))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_cli_library_value_error_is_one_line(tmp_path):
+    one_line_error(audioclf(tmp_path, "train", *SMALL_SYNTHETIC, "features.n_fft=64"),
+                   "error: features.n_fft=64 is shorter than the 15.9375 ms window")
+
+
+@pytest.fixture
+def mixed_folder(tmp_path) -> Path:
+    """3 good clips, 6 that cannot be decoded, one 3 ms clip."""
+    folder = tmp_path / "mixed"
+    for index in range(3):
+        write_wav(folder / f"good{index}.wav", tone(RATE), RATE)
+    for index in range(6):
+        (folder / f"bad{index}.wav").write_text("not audio")
+    write_wav(folder / "short.wav", tone(RATE)[:48], RATE)
+    return folder
+
+
+def test_predict_skips_unreadable_files_in_a_folder_and_writes_the_csv(mixed_folder, checkpoint, tmp_path, capsys):
+    output = tmp_path / "out" / "preds.csv"
+    cfg = compose_config(tmp_path, [f"ckpt_path={checkpoint}", f"inputs={mixed_folder}", f"output={output}", "top_k=2"],
+                         config_name="predict")
+    results = predict.run(cfg)
+    assert [path.name for path, _ in results] == ["good0.wav", "good1.wav", "good2.wav"]
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == predict.SHOWN_SKIPPED + 1 and all(e.startswith("skipped: ") for e in errors[:-1])
+    assert errors[-1] == "7 files skipped, 3 classified"
+    rows = list(csv.reader(output.open()))
+    assert rows[0] == ["file", "label", "probability"] and len(rows) == 1 + 3 * 2
+    assert rows[1][0] == str(mixed_folder / "good0.wav") and 0 < float(rows[1][2]) <= 1
+    assert [p.name for p in output.parent.iterdir()] == ["preds.csv"]  # no temporary left beside it
+
+
+def test_predict_names_a_clip_too_short_to_classify(mixed_folder, checkpoint, tmp_path):
+    path = mixed_folder / "short.wav"
+    cfg = compose_config(tmp_path, [f"ckpt_path={checkpoint}", f"inputs={path}"], config_name="predict")
+    with pytest.raises(UserError, match=f"^{path} is 3 ms long; clips shorter than 10 ms cannot be classified"):
+        predict.run(cfg)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_predict_over_a_folder_of_bad_files_is_one_error_and_writes_nothing(stream, checkpoint, tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for kind in ("not_audio", "empty_file"):
+        make(kind, folder)
+    output = tmp_path / "preds.csv"
+    overrides = [f"ckpt_path={checkpoint}", f"inputs={folder}", f"stream={stream}"]
+    cfg = compose_config(tmp_path, [*overrides, *([] if stream else [f"output={output}"])], config_name="predict")
+    with pytest.raises(UserError, match=f"^inputs={folder}: none of its 2 audio files could be classified; "
+                                        "the first: cannot decode"):
+        predict.run(cfg)
+    assert not output.exists()
+
+
+def test_cli_predict_over_a_folder(mixed_folder, checkpoint, tmp_path):
+    output = tmp_path / "preds.csv"
+    result = audioclf(tmp_path, "predict", f"ckpt_path={checkpoint}", f"inputs={mixed_folder}", f"output={output}")
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "7 files skipped, 3 classified" in result.stderr and len(output.read_text().splitlines()) == 4

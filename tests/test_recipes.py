@@ -145,9 +145,9 @@ def test_paper_recipes_compose(tmp_path, experiment, checks):
 
 
 def test_recipe_errors_are_one_line(tmp_path):
-    with pytest.raises(UserError, match=r"optim=lion is not a config in conf/optim/: choose one of adam, "):
+    with pytest.raises(UserError, match=r"optim=lion is not a config in audioclf/conf/optim/: choose one of adam, "):
         check_group_choices(["optim=lion"])
-    with pytest.raises(UserError, match=r"scheduler=poly is not a config in conf/scheduler/"):
+    with pytest.raises(UserError, match=r"scheduler=poly is not a config in audioclf/conf/scheduler/"):
         check_group_choices(["scheduler=poly"])
     cfg = compose_config(tmp_path, ["model=bcresnet", "trainer.max_epochs=5"])
     with pytest.raises(UserError, match=r"scheduler.warmup_epochs=5 is not shorter than the run "
@@ -176,7 +176,7 @@ def test_frames_in_milliseconds_at_any_rate(rate, n_fft):
     assert frames == {"n_fft": n_fft, "win_length": round(0.03 * rate), "hop_length": round(0.01 * rate)}
     frontend = build_frontend({"name": "logmel", "win_ms": 30, "hop_ms": 10, "sample_rate": None}, rate)
     assert frontend.output_shape(rate) == (1, 40, 101)  # 1 s -> 101 centred 10 ms frames at every rate
-    with pytest.raises(UserError, match="features.n_fft=128 is shorter than the 30 ms window"):
+    with pytest.raises(ValueError, match="^n_fft=128 is shorter than the 30 ms window"):
         frame_lengths(rate, 30, 10, n_fft=128)
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
 
 from audioclf.errors import UserError
-from audioclf.lit.resume import AtomicCheckpointIO, resolve_ckpt_path
+from audioclf.lit.resume import AtomicCheckpointIO, record_overrides, resolve_ckpt_path, resume_in_place
 from audioclf.tasks import train
 from tests.conftest import SMALL_SYNTHETIC, compose_config
 
@@ -23,13 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class PauseAt(L.Callback):
-    """Test helper: after optimizer step `step`, touch `marker` and sleep, waiting for a SIGKILL."""
+    """Test helper: after optimizer step `step` (of multirun job `job`, if given), touch `marker` and
+    sleep, waiting for a SIGKILL; once `marker` exists it never pauses again."""
 
-    def __init__(self, step: int, marker: str):
-        self.step, self.marker = step, marker
+    def __init__(self, step: int, marker: str, job: int | None = None):
+        self.step, self.marker, self.job = step, marker, job
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
+        if trainer.global_step != self.step or Path(self.marker).exists():
+            return
+        if self.job is None or HydraConfig.get().job.num == self.job:
             Path(self.marker).write_text(str(batch_idx))
             time.sleep(300)
 
@@ -64,6 +68,43 @@ def test_ckpt_path_last_finds_the_newest_earlier_run(tmp_path):
     cfg.ckpt_path = str(tmp_path / "missing.ckpt")
     with pytest.raises(UserError, match="missing.ckpt does not exist"):
         resolve_ckpt_path(cfg)
+
+
+def test_ckpt_path_auto_decides_per_run_folder(tmp_path):
+    overrides = ["model=crnn", "seed=1", "paths.log_dir=/a"]
+    same = ["seed=1", "model=crnn", "ckpt_path=auto", "paths.log_dir=/b"]  # order, switch and paths do not count
+    assert resume_in_place(tmp_path, same) == "fresh"
+    (tmp_path / "job_overrides.json").write_text(json.dumps(overrides))
+    assert resume_in_place(tmp_path, same) == "fresh"
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"x")
+    assert resume_in_place(tmp_path, same) == "resume"
+    (tmp_path / "metrics.json").write_text("{\"val/acc")  # cut short by a kill: not finished
+    assert resume_in_place(tmp_path, same) == "resume"
+    (tmp_path / "metrics.json").write_text(json.dumps({"val/acc": 0.5, "job": {"overrides": overrides}}))
+    assert resume_in_place(tmp_path, same) == "finished"
+    with pytest.raises(UserError, match=r"holds a run of other overrides \(it had seed=1, this job has seed=2\)"):
+        resume_in_place(tmp_path, ["model=crnn", "seed=2"])
+    (tmp_path / "job_overrides.json").unlink()  # older runs: metrics.json's record
+    assert resume_in_place(tmp_path, same) == "finished"
+    with pytest.raises(UserError, match="the sweep's overrides changed"):
+        resume_in_place(tmp_path, ["model=crnn"])
+
+
+def test_ckpt_path_auto_skips_a_finished_run_and_resumes_an_unfinished_one(tmp_path, capsys):
+    cfg = compose_config(tmp_path, ["ckpt_path=auto", "seed=3"])
+    run = Path(cfg.paths.output_dir)
+    assert resolve_ckpt_path(cfg) is None
+    assert f"ckpt_path=auto: run starts fresh in {run}" in capsys.readouterr().out
+    record_overrides(run)
+    last = run / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"x")
+    assert resolve_ckpt_path(cfg) == str(last)
+    (run / "metrics.json").write_text(json.dumps({"val/acc_best": 0.5, "epochs": 2, "job": {}}))
+    assert train.run(cfg) == {"val/acc_best": 0.5, "epochs": 2}  # no training
+    assert f"ckpt_path=auto: run already finished, skipped: {run}" in capsys.readouterr().out
 
 
 def test_same_seed_gives_identical_metrics(tmp_path):
@@ -105,13 +146,16 @@ RESUME_ARGS = [
 
 
 def train_cli(tmp: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
+    given = {a.split("=", 1)[0] for a in extra}
+    flags = [a for a in extra if a.startswith("-")]  # -m: before the overrides, or argparse refuses them
     args = [
         sys.executable,
         "train.py",
-        *RESUME_ARGS,
+        *flags,
+        *(a for a in RESUME_ARGS if a.split("=", 1)[0] not in given),
         f"paths.log_dir={tmp / 'logs'}",
         f"paths.cache_dir={tmp.parent / 'cache'}",
-        *extra,
+        *(a for a in extra if a not in flags),
     ]
     process = subprocess.Popen(
         args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -121,6 +165,13 @@ def train_cli(tmp: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
         assert process.returncode == 0, out[-3000:]
         process.output = out
     return process
+
+
+def wait_until_paused(victim: subprocess.Popen, marker: Path) -> None:
+    deadline = time.time() + 240
+    while not marker.exists():
+        assert victim.poll() is None and time.time() < deadline, victim.stdout.read()[-3000:]
+        time.sleep(0.2)
 
 
 def run_dirs(tmp: Path) -> list[Path]:
@@ -153,10 +204,7 @@ def test_sigkilled_run_resumes_to_the_same_result(uninterrupted, tmp_path, kill_
         f"+callbacks.pause.marker={marker}",
         wait=False,
     )
-    deadline = time.time() + 240
-    while not marker.exists():
-        assert victim.poll() is None and time.time() < deadline, victim.stdout.read()[-3000:]
-        time.sleep(0.2)
+    wait_until_paused(victim, marker)
     (killed_run,) = run_dirs(tmp)
     saved = torch.load(killed_run / "checkpoints" / "last.ckpt", weights_only=False)
     victim.send_signal(signal.SIGKILL)
@@ -178,3 +226,43 @@ def test_sigkilled_run_resumes_to_the_same_result(uninterrupted, tmp_path, kill_
     want, have = final_weights(uninterrupted), final_weights(resumed_run)
     assert want.keys() == have.keys()
     assert all(torch.equal(want[k], have[k]) for k in want), "final weights differ"
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_reruns_with_ckpt_path_auto(uninterrupted, tmp_path):
+    marker = tmp_path / "paused"
+    sweep = [
+        "-m",
+        "seed=8,7,9",
+        "+callbacks.pause._target_=tests.test_resume.PauseAt",
+        "+callbacks.pause.step=12",
+        f"+callbacks.pause.marker={marker}",
+        "+callbacks.pause.job=1",
+    ]
+    victim = train_cli(tmp_path, *sweep, wait=False)  # job 0 finishes, job 1 is killed mid-epoch, job 2 never starts
+    wait_until_paused(victim, marker)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    (folder,) = (tmp_path / "logs" / "multiruns" / "train").iterdir()
+    finished, killed, missing = folder / "0", folder / "1", folder / "2"
+    assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 10
+    assert not (killed / "metrics.json").exists() and not missing.exists()
+    finished_at = (finished / "metrics.json").stat().st_mtime_ns
+
+    rerun = train_cli(tmp_path, *sweep, f"hydra.sweep.dir={folder}", "ckpt_path=auto")
+    assert f"ckpt_path=auto: job 0 already finished, skipped: {finished}" in rerun.output
+    assert f"ckpt_path=auto: job 1 resumes from {killed / 'checkpoints' / 'last.ckpt'}" in rerun.output
+    assert f"ckpt_path=auto: job 2 starts fresh in {missing}" in rerun.output
+    assert (finished / "metrics.json").stat().st_mtime_ns == finished_at
+    expected = json.loads((uninterrupted / "metrics.json").read_text())  # seed=7, never killed
+    got = json.loads((killed / "metrics.json").read_text())
+    for key in ("test/acc", "test/loss", "val/acc_best", "val/loss"):
+        assert got[key] == expected[key], (key, got[key], expected[key])
+    assert "ckpt_path=auto" not in got["job"]["overrides"]  # the sweep report groups it with the others
+    assert json.loads((missing / "metrics.json").read_text())["epochs"] == 2
+
+    changed = subprocess.run(
+        [sys.executable, "train.py", "-m", "seed=8,9", f"hydra.sweep.dir={folder}", "ckpt_path=auto"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert changed.returncode == 2 and "the sweep's overrides changed" in changed.stderr, changed.stderr[-2000:]

@@ -9,9 +9,10 @@ import math
 import pytest
 
 optuna = pytest.importorskip("optuna")
+pytest.importorskip("optuna_integration")
 
 from audioclf.errors import UserError  # noqa: E402
-from audioclf.tasks.search import OptunaPruning, run_search, suggest  # noqa: E402
+from audioclf.tasks.search import PyTorchLightningPruningCallback, run_search, suggest  # noqa: E402
 from tests.conftest import SMALL_SYNTHETIC, compose_config  # noqa: E402
 
 
@@ -52,6 +53,8 @@ def test_suggest_turns_draws_into_overrides(tmp_path):
 
 
 class FakeTrainer:
+    """Stands in for both the Trainer and the LightningModule the callback reads."""
+
     sanity_checking = False
 
     def __init__(self, epoch, value):
@@ -68,11 +71,13 @@ def test_pruning_callback_reports_and_prunes():
     )
     good = study.ask()
     for epoch in range(3):
-        OptunaPruning(good, "val/acc").on_validation_end(FakeTrainer(epoch, 0.9), None)
+        fake = FakeTrainer(epoch, 0.9)
+        PyTorchLightningPruningCallback(good, "val/acc").on_validation_end(fake, fake)
     study.tell(good, 0.9)
     bad = study.ask()
+    fake = FakeTrainer(0, 0.1)
     with pytest.raises(optuna.TrialPruned):
-        OptunaPruning(bad, "val/acc").on_validation_end(FakeTrainer(0, 0.1), None)
+        PyTorchLightningPruningCallback(bad, "val/acc").on_validation_end(fake, fake)
     assert bad.storage.get_trial(bad._trial_id).intermediate_values == {0: pytest.approx(0.1)}
 
 

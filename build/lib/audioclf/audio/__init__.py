@@ -1,0 +1,1 @@
+"""Batched audio transforms on the device: frontends (framed in ms) and augmentation."""

@@ -1,0 +1,219 @@
+"""Waveform augmentation, batched on the device, for training batches only.
+
+Speed perturbation (resampling), time shift (zero-filled), gain, background
+noise mixed at either a drawn volume (kws_streaming style) or a drawn
+signal-to-noise ratio, and fresh noise crops for `_silence_` clips. Mixup on
+features (`mixup`) is used by the LightningModule's training step.
+
+Every draw comes from the global torch RNG of the batch's device, so
+`L.seed_everything(seed)` makes the augmented batches reproducible.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchaudio.functional as AF
+from torch import nn
+
+from audioclf.data.io import list_audio_files, read_audio, resample
+from audioclf.errors import UserError
+
+
+class NoiseBank(nn.Module):
+    """Noise recordings concatenated into one buffer; random crops are gathered in one op."""
+
+    def __init__(self, recordings: list[np.ndarray]):
+        super().__init__()
+        lengths = torch.tensor([len(r) for r in recordings])
+        samples = torch.from_numpy(np.concatenate(recordings))
+        self.register_buffer("samples", samples, persistent=False)
+        self.register_buffer("starts", torch.cumsum(lengths, 0) - lengths, persistent=False)
+        self.register_buffer("lengths", lengths, persistent=False)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, sample_rate: int, min_samples: int) -> NoiseBank:
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise UserError(
+                f"augment.noise_dir={folder} is not a directory: fix the path or set it to null"
+            )
+        recordings = [resample(*read_audio(path), sample_rate) for path in list_audio_files(folder)]
+        return cls.from_recordings(recordings, min_samples, f"augment.noise_dir={folder}")
+
+    @classmethod
+    def from_recordings(cls, recordings: list[np.ndarray], min_samples: int,
+                        origin: str) -> NoiseBank:
+        recordings = [r.astype(np.float32) for r in recordings if len(r) >= min_samples]
+        if not recordings:
+            raise UserError(
+                f"{origin} holds no noise recording of at least {min_samples} samples: "
+                "point augment.noise_dir at a folder of noise WAVs"
+            )
+        return cls(recordings)
+
+    def crops(self, count: int, length: int) -> torch.Tensor:
+        """(count, length) crops, each from a random file at a random offset."""
+        files = torch.randint(len(self.lengths), (count,), device=self.samples.device)
+        room = (self.lengths[files] - length + 1).float()
+        offsets = (torch.rand(count, device=self.samples.device) * room).long()
+        steps = torch.arange(length, device=self.samples.device)
+        index = (self.starts[files] + offsets)[:, None] + steps
+        return self.samples[index]
+
+
+def rms(x: torch.Tensor) -> torch.Tensor:
+    return x.pow(2).mean(dim=-1, keepdim=True).sqrt()
+
+
+def uniform(low: float, high: float, count: int, device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(count, 1, device=device)
+
+
+def speed_factors(speed: tuple[float, float], steps: int) -> list[Fraction]:
+    """`steps` evenly spaced speed factors over [low, high], as small fractions for resampling."""
+    low, high = float(speed[0]), float(speed[1])
+    if not 0 < low <= high:
+        raise UserError(
+            f"augment.speed={list(speed)} must be [low, high] with 0 < low <= high, "
+            "e.g. augment.speed=[0.9,1.1]"
+        )
+    values = [low] if low == high or steps <= 1 else np.linspace(low, high, int(steps)).tolist()
+    return sorted({Fraction(v).limit_denominator(50) for v in values})
+
+
+def change_speed(waves: torch.Tensor, factor: Fraction, length: int | None = None) -> torch.Tensor:
+    """Play (B, samples) clips `factor` times faster by band-limited resampling.
+
+    The result lasts samples / factor (pitch moves with tempo, as in Kaldi's
+    speed perturbation); with `length` it is cropped or zero-padded at the end,
+    so the start of the clip stays put (clips shorter than the window are
+    padded at the end when the clip bank is built).
+    """
+    factor = Fraction(factor)
+    out = waves if factor == 1 else AF.resample(waves, factor.numerator, factor.denominator)
+    if length is None or out.shape[-1] == length:
+        return out
+    if out.shape[-1] > length:
+        return out[..., :length]
+    return F.pad(out, (0, length - out.shape[-1]))
+
+
+class WaveAugment(nn.Module):
+    def __init__(
+        self,
+        sample_rate: int,
+        shift_ms: float = 0.0,
+        gain_db: tuple[float, float] = (0.0, 0.0),
+        speed: tuple[float, float] = (1.0, 1.0),
+        speed_steps: int = 5,
+        noise_prob: float = 0.0,
+        noise_mode: str = "volume",
+        noise_volume: tuple[float, float] = (0.0, 0.1),
+        noise_snr_db: tuple[float, float] = (5.0, 20.0),
+        noise_bank: NoiseBank | None = None,
+        fresh_silence: bool = False,
+        silence_volume: tuple[float, float] = (0.0, 1.0),
+        silence_label: int | None = None,
+        white_noise_db: tuple[float, float] | None = None,
+        white_noise_prob: float = 1.0,
+    ):
+        super().__init__()
+        if noise_mode not in ("volume", "snr"):
+            raise UserError(f"augment.noise_mode={noise_mode} is unknown: use volume or snr")
+        self.max_shift = int(round(shift_ms * sample_rate / 1000))
+        self.gain_db = tuple(gain_db)
+        self.speeds = speed_factors(speed, speed_steps)
+        self.noise_prob, self.noise_mode = noise_prob, noise_mode
+        self.noise_volume, self.noise_snr_db = tuple(noise_volume), tuple(noise_snr_db)
+        self.noise_bank = noise_bank
+        self.silence_volume = tuple(silence_volume)
+        self.white_noise_db = tuple(white_noise_db) if white_noise_db else None
+        self.white_noise_prob = white_noise_prob
+        # `_silence_` clips get a fresh noise crop at every step instead of their fixed bank crop
+        self.silence_label = silence_label if fresh_silence and noise_bank is not None else None
+
+    def forward(self, waves: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        waves = self.speed(waves)
+        waves = self.shift(waves)
+        if self.gain_db != (0.0, 0.0):
+            gain = uniform(*self.gain_db, len(waves), waves.device)
+            waves = waves * 10 ** (gain / 20)
+        if self.noise_bank is not None and self.noise_prob > 0:
+            waves = self.add_noise(waves)
+        if self.silence_label is not None and labels is not None:
+            waves = self.refresh_silence(waves, labels)
+        if self.white_noise_db is not None:
+            waves = self.add_white_noise(waves)
+        return waves
+
+    def add_white_noise(self, waves: torch.Tensor) -> torch.Tensor:
+        """Gaussian noise of a level drawn in `white_noise_db` (dB full scale: -46 dB is a standard
+        deviation of 0.005) on a share `white_noise_prob` of the clips (NeMo's WhiteNoisePerturbation)."""
+        batch = len(waves)
+        level = 10 ** (uniform(*self.white_noise_db, batch, waves.device) / 20)
+        mixed = torch.rand(batch, 1, device=waves.device) < self.white_noise_prob
+        return waves + torch.randn_like(waves) * level * mixed
+
+    def speed(self, waves: torch.Tensor) -> torch.Tensor:
+        """Each clip at a speed factor drawn from `self.speeds`; one resampling call per factor."""
+        if self.speeds == [1]:
+            return waves
+        choice = torch.randint(len(self.speeds), (len(waves),), device=waves.device)
+        out = waves.clone()
+        for i, factor in enumerate(self.speeds):
+            if factor == 1:
+                continue
+            rows = (choice == i).nonzero().squeeze(1)
+            if len(rows):
+                out[rows] = change_speed(waves[rows], factor, waves.shape[-1])
+        return out
+
+    def shift(self, waves: torch.Tensor) -> torch.Tensor:
+        """Shift each clip by up to +-max_shift samples, filling with zeros (no wrap-around)."""
+        if self.max_shift == 0:
+            return waves
+        batch, length = waves.shape
+        shifts = torch.randint(-self.max_shift, self.max_shift + 1, (batch, 1), device=waves.device)
+        source = torch.arange(length, device=waves.device) - shifts
+        inside = (source >= 0) & (source < length)
+        return torch.gather(waves, 1, source.clamp(0, length - 1)) * inside
+
+    def add_noise(self, waves: torch.Tensor) -> torch.Tensor:
+        batch, length = waves.shape
+        noise = self.noise_bank.crops(batch, length)
+        if self.noise_mode == "volume":
+            scale = uniform(*self.noise_volume, batch, waves.device)
+        else:
+            snr_db = uniform(*self.noise_snr_db, batch, waves.device)
+            scale = rms(waves) / (rms(noise).clamp_min(1e-8) * 10 ** (snr_db / 20))
+        mixed = torch.rand(batch, 1, device=waves.device) < self.noise_prob
+        return waves + noise * scale * mixed
+
+    def refresh_silence(self, waves: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Replace `_silence_` clips by fresh noise crops at a volume drawn from silence_volume."""
+        batch, length = waves.shape
+        volume = uniform(*self.silence_volume, batch, waves.device)
+        fresh = self.noise_bank.crops(batch, length) * volume
+        return torch.where((labels == self.silence_label)[:, None], fresh, waves)
+
+
+def mixup(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
+          alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix each example with a random partner of the batch: x = l x_i + (1 - l) x_j, l ~ Beta(a, a)
+    per example, and return the matching soft targets l onehot(y_i) + (1 - l) onehot(y_j).
+
+    Cross-entropy against these targets equals l CE(y_i) + (1 - l) CE(y_j).
+    """
+    batch = len(labels)
+    lam = torch.distributions.Beta(alpha, alpha).sample((batch,)).to(features.device)
+    partner = torch.randperm(batch, device=features.device)
+    shape = (batch,) + (1,) * (features.dim() - 1)
+    mixed = lam.view(shape) * features + (1 - lam.view(shape)) * features[partner]
+    onehot = F.one_hot(labels, num_classes).to(features.dtype)
+    targets = lam[:, None] * onehot + (1 - lam[:, None]) * onehot[partner]
+    return mixed, targets

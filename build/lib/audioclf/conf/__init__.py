@@ -1,0 +1,1 @@
+"""Hydra config groups, shipped as package data (a package so Hydra can find it as `audioclf.conf`)."""

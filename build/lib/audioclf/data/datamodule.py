@@ -1,0 +1,155 @@
+"""LightningDataModule over clip banks: whole batches by fancy indexing, features on device."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    WeightedRandomSampler,
+)
+
+from audioclf.audio.augment import NoiseBank, WaveAugment
+from audioclf.data.clips import ClipBank, load_or_build
+from audioclf.data.sampling import ResumableDataLoader, ShardedBatches
+from audioclf.data.sources import SOURCES, SPLITS, Source, build_source
+
+log = logging.getLogger(__name__)
+LOADER_KEYS = ("sample_rate", "clip_seconds", "batch_size", "num_workers", "pin_memory", "skip_bad_files",
+               "balanced_sampler")
+
+
+class BankDataset(Dataset):
+    """Indexed by a list of clip indices; returns a whole (int16 waves, labels) batch."""
+
+    def __init__(self, bank: ClipBank):
+        self.bank = bank
+
+    def __len__(self) -> int:
+        return len(self.bank)
+
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        order = np.sort(np.asarray(indices))  # sorted reads are sequential on a memory map
+        return torch.from_numpy(self.bank.waves[order]), torch.from_numpy(self.bank.labels[order])
+
+
+class AudioDataModule(L.LightningDataModule):
+    def __init__(self, data: dict[str, Any], augment: dict[str, Any] | None = None,
+                 data_dir: str = "data", cache_dir: str | None = ".cache/clips", seed: int = 0,
+                 sample_rate: int | None = None):
+        """`sample_rate`: the rate the model wants (clips are resampled to it once, when the clip
+        bank is built); None keeps `data["sample_rate"]`, the data's own."""
+        super().__init__()
+        data = dict(data)
+        self.source_name = data.pop("source")
+        self.loader = {key: data.pop(key) for key in LOADER_KEYS if key in data}
+        self.source_args = data
+        self.augment_cfg = dict(augment or {})
+        self.data_dir, self.cache_dir, self.seed = data_dir, cache_dir, seed
+        self.sample_rate = int(sample_rate or self.loader.get("sample_rate", 16000))
+        self.num_samples = int(round(self.loader.get("clip_seconds", 1.0) * self.sample_rate))
+        self.source: Source | None = None
+        self.banks: dict[str, ClipBank] = {}
+        self.augment: WaveAugment | None = None
+
+    def build_source(self) -> Source:
+        args = dict(self.source_args)
+        accepted = inspect.signature(SOURCES.get(self.source_name, Source).__init__).parameters
+        if "data_dir" in accepted:
+            args["data_dir"] = self.data_dir
+        if "seed" in accepted:
+            args.setdefault("seed", self.seed)
+        return build_source(self.source_name, **args)
+
+    def prepare_data(self) -> None:
+        self.build_source()  # downloads once, on one process
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.source is None:
+            self.source = self.build_source()
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
+        for split in needed.get(stage, SPLITS):
+            if split not in self.banks:
+                self.banks[split] = load_or_build(
+                    self.source, split, self.sample_rate, self.num_samples, self.cache_dir,
+                    skip_bad_files=bool(self.loader.get("skip_bad_files", False)),
+                )
+        if "train" in self.banks and self.augment is None:
+            self.augment = self.build_augment()
+
+    def build_augment(self) -> WaveAugment:
+        cfg = dict(self.augment_cfg)
+        cfg.pop("spec_augment", None)
+        cfg.pop("mixup_alpha", None)  # applied on features by the module
+        noise_dir = cfg.pop("noise_dir", None)
+        names = list(self.source.class_names)
+        silence = names.index("_silence_") if "_silence_" in names else None
+        bank = None
+        if cfg.get("noise_prob", 0) > 0 or (cfg.get("fresh_silence") and silence is not None):
+            if noise_dir is not None:
+                bank = NoiseBank.from_folder(noise_dir, self.sample_rate, self.num_samples)
+            elif recordings := self.source.noise_recordings(self.sample_rate):
+                bank = NoiseBank.from_recordings(recordings, self.num_samples, f"data={self.source.name}")
+            else:
+                log.warning(
+                    "augment.noise_prob=%s but data=%s ships no noise: set augment.noise_dir "
+                    "to mix background noise", cfg["noise_prob"], self.source.name,
+                )
+        return WaveAugment(self.sample_rate, noise_bank=bank, silence_label=silence, **cfg)
+
+    @property
+    def class_names(self) -> list[str]:
+        if self.source is None:
+            self.source = self.build_source()
+        return list(self.source.class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = BankDataset(self.banks[split])
+        generator = torch.Generator().manual_seed(self.seed)
+        if shuffle and self.loader.get("balanced_sampler"):
+            labels = torch.from_numpy(np.asarray(self.banks[split].labels))
+            weights = 1.0 / torch.bincount(labels).double()[labels]  # each class equally likely
+            order = WeightedRandomSampler(weights, len(labels), generator=generator)
+        elif shuffle:
+            order = RandomSampler(dataset, generator=generator)
+        else:
+            order = SequentialSampler(dataset)
+        workers = int(self.loader.get("num_workers", 0))
+        batches = BatchSampler(order, int(self.loader.get("batch_size", 64)), drop_last=False)
+        return ResumableDataLoader(  # this rank's shard under DDP; resumable mid-epoch (loading.py)
+            dataset,
+            sampler=ShardedBatches(batches, train=shuffle),
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=bool(self.loader.get("pin_memory", False)),
+            persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        waves, labels = batch
+        waves = waves.float() / 32768
+        if self.trainer is not None and self.trainer.training and self.augment is not None:
+            waves = self.augment.to(waves.device)(waves, labels)
+        return waves, labels

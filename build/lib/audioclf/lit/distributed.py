@@ -1,0 +1,36 @@
+"""Multi-process runs: only global rank 0 writes logs and run files.
+
+Under `trainer=ddp` Lightning re-launches the entry point for ranks 1..N-1
+with `hydra.run.dir=<rank 0's run dir> hydra.output_subdir=null`, so they
+share rank 0's folder and write no `.hydra/`. Hydra still gives each of them a
+log file (`train_ddp_process_<rank>.log`); `quiet_other_ranks` closes and
+removes it before anything is logged, so the run folder holds one set of
+logs. Under torchrun or SLURM every rank starts the script itself: pass the
+same `hydra.run.dir` to all of them (the launcher configs do).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lightning.fabric.utilities.rank_zero import _get_rank
+
+
+def global_rank() -> int:
+    """The process's rank from the launcher's environment (RANK, LOCAL_RANK, SLURM_PROCID)."""
+    return _get_rank() or 0
+
+
+def quiet_other_ranks() -> None:
+    """On ranks > 0, drop the root logger's file handlers and the empty files they opened."""
+    if global_rank() == 0:
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+            path = Path(handler.baseFilename)
+            if path.is_file() and path.stat().st_size == 0:
+                path.unlink()

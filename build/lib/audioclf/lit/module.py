@@ -1,0 +1,148 @@
+"""AudioClassifier: waveform -> frontend -> backbone -> logits, with metrics and logging.
+
+Everything the module needs to rebuild itself (class names, sample rate, clip
+length, frontend and backbone specs) is plain data in its hyperparameters, so
+`AudioClassifier.load_from_checkpoint(path)` works with no config at hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from audioclf.audio.augment import mixup
+from audioclf.audio.frontends import build_frontend
+from audioclf.models import build_backbone, count_parameters
+
+
+class AudioClassifier(L.LightningModule):
+    def __init__(
+        self,
+        class_names: list[str],
+        sample_rate: int,
+        num_samples: int,
+        backbone: dict[str, Any],
+        features: dict[str, Any],
+        spec_augment: dict[str, Any] | None = None,
+        optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        label_smoothing: float = 0.0,
+        data: dict[str, Any] | None = None,
+        mixup_alpha: float = 0.0,
+    ):
+        """`optimizer(params)` and `scheduler(optimizer, total_steps=, steps_per_epoch=)` are
+        factories (e.g. partials from the config), needed only to train, so not saved in the
+        checkpoint's hyperparameters; `data` is the training data config, kept so eval can
+        default to it."""
+        super().__init__()
+        self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.class_names = list(class_names)
+        num_classes = len(class_names)
+        self.frontend = build_frontend(features, sample_rate, spec_augment)
+        self.input_shape = self.frontend.output_shape(num_samples)
+        spec = dict(backbone)
+        self.backbone = build_backbone(spec.pop("name"), num_classes, self.input_shape, **spec)
+        self.num_parameters = count_parameters(self.backbone)
+
+        def scores() -> MetricCollection:
+            return MetricCollection({
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+            })
+
+        self.train_metrics = scores().clone(prefix="train/")
+        self.val_metrics = scores().clone(prefix="val/")
+        self.test_metrics = scores().clone(prefix="test/")
+        self.val_acc_best = MaxMetric()
+        self.val_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)  # for dashboards.py
+        self.test_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, samples) float in [-1, 1], or int16 PCM as the clip bank stores it -> logits."""
+        if not waves.is_floating_point():
+            waves = waves.float() / 32768
+        return self.backbone(self.frontend(waves))
+
+    def _step(self, batch, metrics: MetricCollection, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        waves, labels = batch
+        logits = self(waves)
+        backbone_loss = getattr(self.backbone, "loss", None)  # a backbone may own its loss (gru_seq2seq)
+        if callable(backbone_loss):
+            loss = backbone_loss(logits, labels)
+        else:
+            loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        metrics.update(logits, labels)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(labels))
+        return loss, logits
+
+    def training_step(self, batch, batch_idx):
+        if self.hparams.mixup_alpha > 0:
+            return self._mixup_step(batch)
+        return self._step(batch, self.train_metrics, "train")[0]
+
+    def _mixup_step(self, batch) -> torch.Tensor:
+        """Mixup on features (augment.mixup_alpha): cross-entropy against the mixed soft labels;
+        train metrics score the dominant label of each mix."""
+        waves, labels = batch
+        features, targets = mixup(self.frontend(waves), labels, len(self.class_names),
+                                  self.hparams.mixup_alpha)
+        logits = self.backbone(features)
+        loss = F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
+        self.train_metrics.update(logits, targets.argmax(1))
+        size = len(labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        _, logits = self._step(batch, self.val_metrics, "val")
+        self.val_confusion.update(logits, batch[1])
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_confusion.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_metrics["acc"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()
+        if getattr(self, "_resumed_val_acc_best", None) is not None:  # a resumed run keeps its best
+            self.val_acc_best.update(torch.tensor(self._resumed_val_acc_best))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.val_acc_best.update_count:
+            checkpoint["val_acc_best"] = float(self.val_acc_best.max_value)  # local: no DDP sync
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_val_acc_best = checkpoint.get("val_acc_best")
+
+    def test_step(self, batch, batch_idx):
+        _, logits = self._step(batch, self.test_metrics, "test")
+        self.test_confusion.update(logits, batch[1])
+        return logits  # for callbacks' on_test_batch_end (dashboards.py: the most confident errors)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("AudioClassifier was built without an optimizer factory: pass optimizer= to train it")
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None or self.trainer.fast_dev_run:  # a 1-step smoke run has no schedule
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        scheduler = self.scheduler_factory(optimizer, total_steps=total, steps_per_epoch=per_epoch)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

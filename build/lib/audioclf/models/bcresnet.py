@@ -1,0 +1,116 @@
+"""BC-ResNet (Kim et al., "Broadcasted Residual Learning for Efficient Keyword
+Spotting", Interspeech 2021), written from the paper's description.
+
+Input: 40 log-mel bins (30 ms window, 10 ms hop at 16 kHz), (1, 40, T).
+Layout for width multiplier w (BC-ResNet-w; the paper's w: 1, 1.5, 2, 3, 6, 8):
+
+  Conv 5x5, stride (2, 1)                         16w   freq 40 -> 20
+  stage 1: 2 BC-ResBlocks                          8w
+  stage 2: 2 BC-ResBlocks, stride (2, 1), dil. 2  12w   freq 20 -> 10
+  stage 3: 4 BC-ResBlocks, stride (2, 1), dil. 4  16w   freq 10 -> 5
+  stage 4: 4 BC-ResBlocks, dilation 8             20w
+  depthwise conv 5x5, no padding in frequency     20w   freq 5 -> 1
+  Conv 1x1                                        32w
+  average over time, Conv 1x1 -> classes
+
+A BC-ResBlock keeps a 2D frequency-wise part, f2 = depthwise (3x1) conv +
+SubSpectral Norm (BatchNorm per sub-band, 5 sub-bands), and a 1D temporal
+part on the frequency-averaged map, f1 = depthwise (1x3, dilated) conv, BN,
+Swish, 1x1 conv, channel dropout. The 1D output is broadcast over frequency:
+  normal block:     y = ReLU(x + f2(x) + f1(avgpool_freq(f2(x))))
+  transition block: x' = ReLU(BN(Conv1x1(x)))  (the first block of a stage,
+                    where the width changes), y = ReLU(f2(x') + f1(avgpool_freq(f2(x')))).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audioclf.models.registry import register
+
+
+class SubSpectralNorm(nn.Module):
+    """BatchNorm with separate statistics per frequency sub-band: (B, C, F, T) is
+    viewed as (B, C * S, F / S, T). S falls to the largest divisor of F <= S."""
+
+    def __init__(self, channels: int, bands: int, sub_bands: int = 5):
+        super().__init__()
+        self.sub_bands = max(s for s in range(1, sub_bands + 1) if bands % s == 0)
+        self.norm = nn.BatchNorm2d(channels * self.sub_bands)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, bands, frames = x.shape
+        x = x.reshape(batch, channels * self.sub_bands, bands // self.sub_bands, frames)
+        return self.norm(x).reshape(batch, channels, bands, frames)
+
+
+class BcResBlock(nn.Module):
+    def __init__(self, channels_in: int, channels_out: int, bands_in: int, stride: int = 1,
+                 dilation: int = 1, dropout: float = 0.1, sub_bands: int = 5):
+        super().__init__()
+        self.transition = channels_in != channels_out or stride != 1
+        if self.transition:
+            self.project = nn.Sequential(nn.Conv2d(channels_in, channels_out, 1, bias=False),
+                                         nn.BatchNorm2d(channels_out), nn.ReLU())
+        bands_out = (bands_in - 1) // stride + 1
+        self.freq_conv = nn.Conv2d(channels_out, channels_out, (3, 1), stride=(stride, 1),
+                                   padding=(1, 0), groups=channels_out, bias=False)
+        self.ssn = SubSpectralNorm(channels_out, bands_out, sub_bands)
+        self.temporal = nn.Sequential(
+            nn.Conv2d(channels_out, channels_out, (1, 3), padding=(0, dilation),
+                      dilation=(1, dilation), groups=channels_out, bias=False),
+            nn.BatchNorm2d(channels_out), nn.SiLU(),
+            nn.Conv2d(channels_out, channels_out, 1, bias=False),
+            nn.Dropout2d(dropout),
+        )
+        self.bands_out = bands_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transition:
+            x = self.project(x)
+        freq = self.ssn(self.freq_conv(x))                             # f2, (B, C, F, T)
+        temporal = self.temporal(freq.mean(dim=2, keepdim=True))        # f1, (B, C, 1, T)
+        out = freq + temporal                                          # broadcast over F
+        return F.relu(out if self.transition else x + out)
+
+
+@register("bcresnet")
+class BcResNet(nn.Module):
+    # (blocks, width, frequency stride, temporal dilation) per stage
+    STAGES = ((2, 8, 1, 1), (2, 12, 2, 2), (4, 16, 2, 4), (4, 20, 1, 8))
+
+    def __init__(self, num_classes: int, input_shape: tuple[int, ...], width: float = 1.0,
+                 dropout: float = 0.1, sub_bands: int = 5):
+        super().__init__()
+        channels, bands, _ = input_shape
+
+        def scaled(c: int) -> int:
+            return max(1, int(round(c * width)))
+
+        stem = scaled(16)
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels, stem, 5, stride=(2, 1), padding=2, bias=False),
+            nn.BatchNorm2d(stem), nn.ReLU(),
+        )
+        bands = (bands - 1) // 2 + 1
+        blocks, width_in = [], stem
+        for count, base, stride, dilation in self.STAGES:
+            for i in range(count):
+                block = BcResBlock(width_in, scaled(base), bands, stride if i == 0 else 1, dilation,
+                                   dropout, sub_bands)
+                blocks.append(block)
+                width_in, bands = scaled(base), block.bands_out
+        self.blocks = nn.Sequential(*blocks)
+        head = scaled(32)
+        self.head = nn.Sequential(
+            nn.Conv2d(width_in, width_in, (min(5, bands), 5), padding=(0, 2), groups=width_in,
+                      bias=False),
+            nn.Conv2d(width_in, head, 1, bias=False), nn.BatchNorm2d(head), nn.ReLU(),
+        )
+        self.classifier = nn.Conv2d(head, num_classes, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.blocks(self.stem(features)))                # (B, 32w, F', T)
+        return self.classifier(x.mean(dim=(2, 3), keepdim=True)).flatten(1)

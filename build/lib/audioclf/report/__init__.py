@@ -1,0 +1,1 @@
+"""Reports: per-run classification reports and figures, sweep tables across runs."""
