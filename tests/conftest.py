@@ -14,6 +14,8 @@ from omegaconf import DictConfig, open_dict
 
 from audioclf.config import CONF_DIR
 
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: train.py, pyproject.toml
+
 SC_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "cat", "zero", "one"]
 
 

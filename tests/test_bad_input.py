@@ -3,7 +3,6 @@
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,7 @@ from audioclf.data.io import BadAudioFile, read_audio
 from audioclf.data.sources import build_source
 from audioclf.errors import UserError
 from audioclf.tasks import train
-from tests.conftest import SMALL_SYNTHETIC, compose_config, write_wav
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, SMALL_SYNTHETIC, compose_config, write_wav
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -21,10 +21,9 @@ from audioclf.lit.checkpoints import load_classifier
 from audioclf.lit.resume import resolve_ckpt_path
 from audioclf.models import build_backbone
 from audioclf.tasks import predict, train
-from tests.conftest import SMALL_SYNTHETIC, compose_config, write_wav
-from tests.test_export import registry_classifier, save_checkpoint
+from tests.conftest import ROOT, SMALL_SYNTHETIC, compose_config, write_wav
+from tests.tasks.test_export import registry_classifier, save_checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
 RATE = 16000
 
 

@@ -7,12 +7,11 @@ import sys
 import sysconfig
 import zipfile
 from importlib.metadata import requires, version
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 
 def pinned(package: str) -> Requirement:

@@ -10,7 +10,7 @@ clip per layer, several GB for a batch of 64 with backward, and its backward
 pass dominates a CPU step. So the frontend keeps full resolution and the first
 3D layer downsamples: a (3 phase, 4 freq, 4 time) kernel at stride (1, 4, 4)
 (every phase bin kept, freq/time cut 16x), then strided 3x3x3 blocks. A batch
-of 64 trains in about 1.5 GB of memory on a CPU (see tests/test_models.py).
+of 64 trains in about 1.5 GB of memory on a CPU (see tests/models/test_models.py).
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +106,68 @@ def _show(default: Any) -> str:
     return str(default).replace(" ", "")
 
 
+def check_values(cfg: DictConfig) -> None:
+    """Values of the right type that cannot work (a negative learning rate, an empty batch,
+    a GPU trainer without a GPU), named before any data is decoded."""
+    lr = _number(cfg, "optim.lr")
+    if lr is not None and lr <= 0:
+        raise UserError(f"optim.lr={lr} must be positive, e.g. optim.lr=0.001")
+    batch_size = _number(cfg, "data.batch_size")
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"data.batch_size={batch_size} must be at least 1, e.g. data.batch_size=64")
+    check_epochs(cfg)
+    check_accelerator(cfg)
+
+
+def _number(cfg: DictConfig, key: str) -> float | None:
+    value = OmegaConf.select(cfg, key, default=None)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def check_epochs(cfg: DictConfig) -> None:
+    """At least one epoch, or -1 (Lightning: no limit) where no schedule needs the run's length."""
+    epochs = _number(cfg, "trainer.max_epochs")
+    if epochs is None or epochs >= 1:
+        return
+    if epochs != -1:
+        raise UserError(f"trainer.max_epochs={epochs} must be at least 1 (or -1 for no limit), "
+                        "e.g. trainer.max_epochs=20")
+    if (cfg.get("scheduler") or {}).get("_target_"):
+        raise UserError("trainer.max_epochs=-1 (no limit) leaves the learning-rate schedule no length: "
+                        "give trainer.max_epochs=<N>, or add scheduler=none")
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """`trainer=gpu` (accelerator gpu, cuda or mps) on a machine where PyTorch sees no such device."""
+    import torch
+
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    found = {"gpu": cuda or mps, "cuda": cuda, "mps": mps}.get(accelerator, True)
+    if found:
+        return
+    choice = HydraConfig.get().runtime.choices.get("trainer") if HydraConfig.initialized() else None
+    named = "trainer=gpu" if choice == "gpu" and accelerator == "gpu" else f"trainer.accelerator={accelerator}"
+    raise UserError(f"{named} needs a GPU, and PyTorch sees none on this machine: "
+                    "use trainer=cpu or trainer.accelerator=auto")
+
+
+@contextlib.contextmanager
+def config_errors(group: str, node: Any) -> Iterator[None]:
+    """Turn the library's ValueError about a parameter of config `node`, e.g. `n_fft=64 is shorter ...`,
+    into a UserError naming the override, `features.n_fft=64 is shorter ...`."""
+    try:
+        yield
+    except ValueError as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        key = re.match(r"([A-Za-z_]\w*)=", message)
+        named = key is not None and key.group(1) in (node or {})
+        raise UserError(f"{group}.{message}" if named else f"{group}: {message}") from None
+
+
 def check_group_choices(argv: list[str]) -> None:
-    """Reject `group=option` arguments naming no conf/<group>/<option>.yaml, in one line.
+    """Reject `group=option` arguments naming no conf/<group>/<option>.yaml, and `features.<key>=`
+    arguments for a key the chosen frontend lacks, in one line.
 
     Runs before Hydra, whose own message for this spans a screen.
     """
@@ -116,4 +179,36 @@ def check_group_choices(argv: list[str]) -> None:
         options = sorted(p.stem for p in folder.glob("*.yaml"))
         for choice in value.split(","):
             if choice.strip() not in options:
-                raise UserError(f"{key}={choice} is not a config in conf/{key}/: choose one of {', '.join(options)}")
+                raise UserError(f"{key}={choice} is not a config in audioclf/conf/{key}/: "
+                                f"choose one of {', '.join(options)}")
+    check_feature_keys(argv)
+
+
+def check_feature_keys(argv: list[str]) -> None:
+    """Reject `features.<key>=` for a key the chosen frontend config lacks (Hydra says only "not in
+    struct"; the frontend may be one the model config picked), naming the frontend and its keys."""
+    keys = [arg.partition("=")[0].split(".")[1] for arg in argv if arg.startswith("features.") and "=" in arg]
+    if not keys:
+        return
+    others = [arg for arg in argv if "=" in arg and not arg.startswith(("features.", "-"))]
+    try:
+        cfg = _compose_train(others)
+    except Exception:  # noqa: BLE001 - another override is wrong: Hydra reports it
+        return
+    choice = cfg.hydra.runtime.choices.get("features")
+    for key in keys:
+        if key in cfg.features:
+            continue
+        having = sorted(p.stem for p in (CONF_DIR / "features").glob("*.yaml") if key in OmegaConf.load(p))
+        fix = f"pick features={' or '.join(having)} for {key}" if having else "use one of those"
+        raise UserError(f"features.{key} is not a key of features={choice}, whose keys are "
+                        f"{', '.join(cfg.features)}: {fix}")
+
+
+def _compose_train(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=True)

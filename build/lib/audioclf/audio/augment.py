@@ -21,7 +21,6 @@ import torchaudio.functional as AF
 from torch import nn
 
 from audioclf.data.io import list_audio_files, read_audio, resample
-from audioclf.errors import UserError
 
 
 class NoiseBank(nn.Module):
@@ -39,20 +38,18 @@ class NoiseBank(nn.Module):
     def from_folder(cls, folder: str | Path, sample_rate: int, min_samples: int) -> NoiseBank:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
-            raise UserError(
-                f"augment.noise_dir={folder} is not a directory: fix the path or set it to null"
-            )
+            raise ValueError(f"noise_dir={folder} is not a directory: fix the path or set it to null")
         recordings = [resample(*read_audio(path), sample_rate) for path in list_audio_files(folder)]
-        return cls.from_recordings(recordings, min_samples, f"augment.noise_dir={folder}")
+        return cls.from_recordings(recordings, min_samples, f"noise_dir={folder}")
 
     @classmethod
     def from_recordings(cls, recordings: list[np.ndarray], min_samples: int,
                         origin: str) -> NoiseBank:
         recordings = [r.astype(np.float32) for r in recordings if len(r) >= min_samples]
         if not recordings:
-            raise UserError(
+            raise ValueError(
                 f"{origin} holds no noise recording of at least {min_samples} samples: "
-                "point augment.noise_dir at a folder of noise WAVs"
+                "point noise_dir at a folder of noise WAVs"
             )
         return cls(recordings)
 
@@ -78,10 +75,7 @@ def speed_factors(speed: tuple[float, float], steps: int) -> list[Fraction]:
     """`steps` evenly spaced speed factors over [low, high], as small fractions for resampling."""
     low, high = float(speed[0]), float(speed[1])
     if not 0 < low <= high:
-        raise UserError(
-            f"augment.speed={list(speed)} must be [low, high] with 0 < low <= high, "
-            "e.g. augment.speed=[0.9,1.1]"
-        )
+        raise ValueError(f"speed={list(speed)} must be [low, high] with 0 < low <= high, e.g. speed=[0.9,1.1]")
     values = [low] if low == high or steps <= 1 else np.linspace(low, high, int(steps)).tolist()
     return sorted({Fraction(v).limit_denominator(50) for v in values})
 
@@ -124,7 +118,7 @@ class WaveAugment(nn.Module):
     ):
         super().__init__()
         if noise_mode not in ("volume", "snr"):
-            raise UserError(f"augment.noise_mode={noise_mode} is unknown: use volume or snr")
+            raise ValueError(f"noise_mode={noise_mode} is unknown: use volume or snr")
         self.max_shift = int(round(shift_ms * sample_rate / 1000))
         self.gain_db = tuple(gain_db)
         self.speeds = speed_factors(speed, speed_steps)
@@ -190,6 +184,7 @@ class WaveAugment(nn.Module):
             scale = uniform(*self.noise_volume, batch, waves.device)
         else:
             snr_db = uniform(*self.noise_snr_db, batch, waves.device)
+            # torchaudio's add_noise has this SNR definition but gives NaN for a silent noise crop (log10 of 0)
             scale = rms(waves) / (rms(noise).clamp_min(1e-8) * 10 ** (snr_db / 20))
         mixed = torch.rand(batch, 1, device=waves.device) < self.noise_prob
         return waves + noise * scale * mixed

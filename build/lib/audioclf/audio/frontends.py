@@ -11,6 +11,7 @@ of the window.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -19,20 +20,18 @@ import torch
 import torchaudio.transforms as T
 from torch import nn
 
-from audioclf.errors import UserError
-
 
 def frame_lengths(sample_rate: int, win_ms: float, hop_ms: float, n_fft: int | None = None) -> dict[str, int]:
     """Window and hop in samples at `sample_rate`, and the FFT size (next power of two of the window)."""
     win_length = int(round(win_ms * sample_rate / 1000))
     hop_length = int(round(hop_ms * sample_rate / 1000))
     if win_length < 2 or hop_length < 1:
-        raise UserError(f"features.win_ms={win_ms}/hop_ms={hop_ms} give less than 2/1 samples at {sample_rate} Hz: "
-                        "use longer frames")
+        raise ValueError(f"win_ms={win_ms}/hop_ms={hop_ms} give less than 2/1 samples at {sample_rate} Hz: "
+                         "use longer frames")
     n_fft = int(n_fft) if n_fft else 1 << (win_length - 1).bit_length()
     if n_fft < win_length:
-        raise UserError(f"features.n_fft={n_fft} is shorter than the {win_ms} ms window ({win_length} samples "
-                        f"at {sample_rate} Hz): raise n_fft or set it to null")
+        raise ValueError(f"n_fft={n_fft} is shorter than the {win_ms} ms window ({win_length} samples "
+                         f"at {sample_rate} Hz): raise n_fft or set it to null")
     return {"n_fft": n_fft, "win_length": win_length, "hop_length": hop_length}
 
 
@@ -101,7 +100,7 @@ class InputNorm(nn.Module):
     def __init__(self, mode: str = "global"):
         super().__init__()
         if mode not in self.MODES:
-            raise UserError(f"features.normalize={mode} is unknown: use one of {self.MODES}")
+            raise ValueError(f"normalize={mode} is unknown: use one of {', '.join(self.MODES)}")
         self.mode = mode
         self.register_buffer("mean", torch.zeros(1))
         self.register_buffer("std", torch.ones(1))
@@ -161,6 +160,8 @@ class SpecAugment(nn.Module):
     @staticmethod
     def masks(batch: int, size: int, count: int, max_width: int, device) -> torch.Tensor:
         """(batch, size) boolean: the union of `count` random spans of width 0..max_width."""
+        # not torchaudio's mask_along_axis_iid: it draws widths 0..mask_param-1, never masks the last bin or
+        # frame, and has no rectangle (SpecCutout) mask; ours draws 0..max_width at any position
         masked = torch.zeros(batch, size, dtype=torch.bool, device=device)
         max_width = min(max_width, size)
         if count == 0 or max_width == 0:
@@ -206,11 +207,13 @@ def build_frontend(features: dict[str, Any], sample_rate: int,
     normalize = params.pop("normalize", "global")
     params.pop("sample_rate", None)  # the rate the clip bank was built at arrives as `sample_rate`
     if name not in TRANSFORMS:
-        raise UserError(f"features={name} is unknown: choose one of {', '.join(TRANSFORMS)}")
-    try:
-        transform = TRANSFORMS[name](sample_rate=sample_rate, **params)
-    except TypeError as error:
-        raise UserError(f"features={name}: {error}; check the features.* overrides") from None
+        raise ValueError(f"name={name} is unknown: choose one of {', '.join(TRANSFORMS)}")
+    accepted = [key for key in inspect.signature(TRANSFORMS[name]).parameters if key != "sample_rate"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"{unknown[0]}={params[unknown[0]]} is not a parameter of the {name} frontend: "
+                         f"it takes {', '.join(['sample_rate', 'normalize', *accepted])}")
+    transform = TRANSFORMS[name](sample_rate=sample_rate, **params)
     return Frontend(transform, InputNorm(normalize), SpecAugment(**(spec_augment or {})))
 
 
@@ -262,7 +265,7 @@ class PhasedStft(nn.Module):
         self.sigma = sigma_scale * 2 * math.pi / phases
         self.pool = tuple(int(p) for p in pool)
         if len(self.pool) != 2 or min(self.pool) < 1:
-            raise UserError(f"features.pool={list(pool)} must be 2 positive ints [freq, time]")
+            raise ValueError(f"pool={list(pool)} must be 2 positive ints [freq, time]")
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         centres = 2 * math.pi * torch.arange(phases) / phases
         self.register_buffer("centres", centres, persistent=False)

@@ -18,10 +18,11 @@ class BadAudioFile(UserError):
     """An audio file that cannot be decoded into usable samples."""
 
 
-def read_audio(path: str | Path, start: float = 0.0, duration: float | None = None):
+def read_audio(path: str | Path, start: float = 0.0, duration: float | None = None, min_ms: float = 0.0):
     """Return (mono float32 samples, sample rate) of an audio file.
 
-    `start` and `duration` (seconds) read only part of the file.
+    `start` and `duration` (seconds) read only part of the file; a file shorter than `min_ms`
+    is a BadAudioFile.
     """
     path = Path(path)
     try:
@@ -42,6 +43,10 @@ def read_audio(path: str | Path, start: float = 0.0, duration: float | None = No
         raise BadAudioFile(
             f"{path} holds no samples: replace or delete the file"
         )
+    milliseconds = 1000 * samples.shape[0] / rate
+    if milliseconds < min_ms:
+        raise BadAudioFile(f"{path} is {milliseconds:.3g} ms long; clips shorter than {min_ms:g} ms cannot be "
+                           "classified: replace or delete the file")
     mono = samples.mean(axis=1)
     if not np.isfinite(mono).all():
         raise BadAudioFile(

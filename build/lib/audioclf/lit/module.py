@@ -61,6 +61,7 @@ class AudioClassifier(L.LightningModule):
         self.val_metrics = scores().clone(prefix="val/")
         self.test_metrics = scores().clone(prefix="test/")
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in the state dict, so a resumed run keeps its best
         self.val_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)  # for dashboards.py
         self.test_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)
 
@@ -116,17 +117,10 @@ class AudioClassifier(L.LightningModule):
         self.val_acc_best(self.val_metrics["acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
-    def on_train_start(self) -> None:
-        self.val_acc_best.reset()
-        if getattr(self, "_resumed_val_acc_best", None) is not None:  # a resumed run keeps its best
-            self.val_acc_best.update(torch.tensor(self._resumed_val_acc_best))
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.val_acc_best.update_count:
-            checkpoint["val_acc_best"] = float(self.val_acc_best.max_value)  # local: no DDP sync
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._resumed_val_acc_best = checkpoint.get("val_acc_best")
+        # checkpoints written before val_acc_best was a persistent state kept it under this key
+        if "val_acc_best" in checkpoint:
+            checkpoint["state_dict"].setdefault("val_acc_best.max_value", torch.tensor(checkpoint["val_acc_best"]))
 
     def test_step(self, batch, batch_idx):
         _, logits = self._step(batch, self.test_metrics, "test")

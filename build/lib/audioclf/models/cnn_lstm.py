@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audioclf.errors import UserError
 from audioclf.models.registry import register
 
 
@@ -62,7 +61,8 @@ class Crnn(nn.Module):
         self.conv = nn.Sequential(*layers)
         sequence, steps = _output_shape(self.conv, (channels * bands, input_shape[2]))  # (256, 5)
         if steps < 1:
-            raise UserError(f"crnn needs at least 8 frames, the frontend gives {input_shape[2]}")
+            raise ValueError(f"crnn needs at least 8 frames, the features give {input_shape[2]}: "
+                             "use longer clips or a shorter hop")
         self.lstm = nn.LSTM(steps, hidden, batch_first=True)
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(sequence * hidden, dense), nn.ReLU(), nn.Dropout(dropout),
@@ -86,8 +86,8 @@ class ParallelCnnLstm(nn.Module):
         super().__init__()
         channels, bands, frames = input_shape
         if bands < 126 or frames < 32:
-            raise UserError(f"parallel_cnn_lstm needs at least 126 bands x 32 frames, the frontend"
-                            f" gives {bands} x {frames}: use its default features (model config)")
+            raise ValueError(f"parallel_cnn_lstm needs at least 126 bands x 32 frames, the features"
+                             f" give {bands} x {frames}: use its default features (model config)")
         layers, width_in = [], channels
         for width, pool in zip((16, 32, 64, 64), (2, 2, 2, 4), strict=True):
             layers += [nn.Conv2d(width_in, width, (3, 1)), nn.BatchNorm2d(width), nn.ReLU(),

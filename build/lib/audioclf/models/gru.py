@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audioclf.errors import UserError
 from audioclf.models.registry import register
 
 
@@ -28,8 +27,8 @@ class _ConvGruEncoder(nn.Module):
         super().__init__()
         channels, bands, frames = input_shape
         if frames < kernel_size:
-            raise UserError(f"the frontend gives {frames} frames, fewer than "
-                            f"model.kernel_size={kernel_size}: lower it or use longer clips")
+            raise ValueError(f"kernel_size={kernel_size} is more than the {frames} frames the features give: "
+                             "lower it or use longer clips")
         self.conv = nn.Conv1d(channels * bands, conv_channels, kernel_size, stride)
         self.conv_norm = nn.BatchNorm1d(conv_channels)
         self.gru1 = nn.GRU(conv_channels, hidden, batch_first=True)
@@ -92,7 +91,7 @@ class Gru(nn.Module):
                  pool: str = "mean"):
         super().__init__()
         if pool not in ("mean", "max", "last"):
-            raise UserError(f"model.pool={pool} is unknown: use mean, max or last")
+            raise ValueError(f"pool={pool} is unknown: use mean, max or last")
         self.encoder = _ConvGruEncoder(input_shape, conv_channels, kernel_size, stride, hidden,
                                        dropout)
         self.pool = pool

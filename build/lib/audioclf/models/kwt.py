@@ -39,7 +39,7 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"kwt: dim={dim} is not divisible by heads={heads}")
+            raise ValueError(f"dim={dim} is not divisible by heads={heads}: pick a dim that is")
         self.heads = heads
         self.scale = (dim // heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
@@ -73,7 +73,7 @@ class KeywordTransformer(nn.Module):
                  depth: int = 12, dropout: float = 0.0):
         super().__init__()
         if size not in SIZES:
-            raise ValueError(f"kwt: size={size} is not one of 1, 2, 3 (KWT-1 .. KWT-3)")
+            raise ValueError(f"size={size} is not one of 1, 2, 3 (KWT-1 .. KWT-3)")
         size_dim, size_mlp, size_heads = SIZES[size]
         dim, mlp_dim, heads = dim or size_dim, mlp_dim or size_mlp, heads or size_heads
         channels, bands, frames = input_shape

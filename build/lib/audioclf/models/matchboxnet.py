@@ -65,7 +65,7 @@ class MatchboxNet(nn.Module):
                  repeats: int = 2, channels: int = 64, dropout: float = 0.0):
         super().__init__()
         if blocks < 1 or repeats < 1 or channels < 1:
-            raise ValueError(f"matchboxnet: blocks={blocks}, repeats={repeats}, channels={channels} "
+            raise ValueError(f"blocks={blocks}, repeats={repeats}, channels={channels} "
                              "must all be at least 1")
         features_in = input_shape[0] * input_shape[1]
         layers = [*separable_conv(features_in, 128, 11), *relu_dropout(dropout)]

@@ -12,8 +12,6 @@ from typing import Any
 
 from torch import nn
 
-from audioclf.errors import UserError
-
 BACKBONES: dict[str, type[nn.Module]] = {}
 
 
@@ -29,12 +27,12 @@ def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
 
 def build_backbone(name: str, num_classes: int, input_shape: tuple[int, ...], **hparams: Any) -> nn.Module:
     if name not in BACKBONES:
-        raise UserError(f"model.name={name} is not a known backbone: choose one of {', '.join(sorted(BACKBONES))}")
+        raise ValueError(f"name={name} is not a known backbone: choose one of {', '.join(sorted(BACKBONES))}")
     cls = BACKBONES[name]
     accepted = inspect.signature(cls.__init__).parameters
     unknown = sorted(set(hparams) - set(accepted))
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        raise UserError(f"model.{unknown[0]} is not a parameter of backbone {name}: remove the override")
+        raise ValueError(f"{unknown[0]}={hparams[unknown[0]]} is not a parameter of backbone {name}: remove it")
     return cls(num_classes=num_classes, input_shape=tuple(input_shape), **hparams)
 
 

@@ -678,11 +678,12 @@ def load_config(run_dir: Path | None, overrides: list[str]):
 def examine(cfg, run_dir: Path | None = None, **options) -> tuple[list[Finding], str]:
     """Build the data and a fresh model from `cfg` as train.py does, then `diagnose`."""
     from audioclf.config import to_dict
-    from audioclf.tasks.train import build_datamodule, build_model
+    from audioclf.tasks.train import build_augment, build_datamodule, build_model
 
     torch.manual_seed(int(cfg.get("seed", 0)))
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
+    build_augment(cfg, datamodule)
     datamodule.setup("fit")
     model = build_model(cfg, datamodule)
     train, val = datamodule.banks["train"], datamodule.banks["val"]

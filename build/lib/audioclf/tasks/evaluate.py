@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig
 
-from audioclf.config import check_override_types, to_dict
+from audioclf.config import check_override_types, check_values, to_dict
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import load_classifier
@@ -17,8 +17,9 @@ from audioclf.report.classification import write_report
 
 def run(cfg: DictConfig) -> dict[str, float]:
     check_override_types(cfg)
-    L.seed_everything(cfg.seed)
+    check_values(cfg)
     model = load_classifier(cfg.ckpt_path)
+    L.seed_everything(cfg.seed)
     data = to_dict(cfg.get("data")) or dict(model.hparams.get("data") or {})
     if not data:
         raise UserError("the checkpoint does not say which data it was trained on: add data=<dataset>")

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from audioclf.audio.frontends import build_frontend
-from audioclf.config import CONF_DIR, model_sample_rate, to_dict
+from audioclf.config import CONF_DIR, config_errors, model_sample_rate, to_dict
 from audioclf.errors import UserError
 from audioclf.models import BACKBONES, build_backbone, count_parameters
 
@@ -76,10 +76,11 @@ def describe(name: str, num_classes: int, overrides: list[str] = ()) -> dict[str
     sample_rate = model_sample_rate(cfg) if cfg else 16000
     seconds = float(cfg["data"].get("clip_seconds", 1.0)) if cfg else 1.0
     num_samples = int(round(seconds * sample_rate))
-    frontend = build_frontend(features, sample_rate)
-    shape = frontend.output_shape(num_samples)
+    with config_errors("features", features):
+        shape = build_frontend(features, sample_rate).output_shape(num_samples)
     spec = dict(cfg["model"]) if cfg else {"name": name}
-    model = build_backbone(spec.pop("name"), num_classes, shape, **spec)
+    with config_errors("model", spec):
+        model = build_backbone(spec.pop("name"), num_classes, shape, **spec)
     flops = count_flops(model, torch.zeros(1, *shape))
     return {"name": name, "params": count_parameters(model), "features": features["name"],
             "sample_rate": sample_rate, "input": shape, "mflops": flops / 1e6}

@@ -2,21 +2,31 @@
 
 audioclf-predict ckpt_path=<file.ckpt> inputs=<wav file or folder>
 audioclf-predict ckpt_path=<file.ckpt> inputs=long.wav stream=true  (detections in time)
+audioclf-predict ckpt_path=<file.ckpt> inputs=<folder> output=preds.csv  (also a CSV: file,label,probability)
+
+In a folder, a file that cannot be read is skipped and named on stderr; a single file that
+cannot be read, or a folder of nothing else, is a one-line error.
 """
 
 from __future__ import annotations
 
+import csv
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from audioclf.data.io import AUDIO_SUFFIXES, fit_length, read_audio, resample
+from audioclf.data.io import AUDIO_SUFFIXES, BadAudioFile, fit_length, read_audio, resample
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
 from audioclf.lit.module import AudioClassifier
 from audioclf.tasks.stream import IGNORED, Detection, stream_file
+
+MIN_CLIP_MS = 10  # shorter clips hold too little sound to classify
+SHOWN_SKIPPED = 5  # skipped files named one per line; the rest only counted
 
 
 def find_inputs(inputs: str | Path) -> list[Path]:
@@ -32,20 +42,32 @@ def find_inputs(inputs: str | Path) -> list[Path]:
 
 
 def load_clip(path: Path, model: AudioClassifier) -> np.ndarray:
-    samples, rate = read_audio(path)
+    samples, rate = read_audio(path, min_ms=MIN_CLIP_MS)
     return fit_length(resample(samples, rate, model.hparams.sample_rate), model.hparams.num_samples)
 
 
 @torch.no_grad()
 def predict_files(model: AudioClassifier, files: list[Path], batch_size: int = 64,
-                  device: torch.device | None = None) -> list[tuple[Path, list[tuple[str, float]]]]:
-    """For each file, (label, probability) pairs sorted by probability."""
+                  device: torch.device | None = None,
+                  skipped: list[BadAudioFile] | None = None) -> list[tuple[Path, list[tuple[str, float]]]]:
+    """For each file, (label, probability) pairs sorted by probability. Given a `skipped` list, a file
+    that cannot be read goes into it instead of stopping the run."""
     device = device or torch.device("cpu")
     model = model.to(device).eval()
     results = []
     for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        waves = torch.from_numpy(np.stack([load_clip(p, model) for p in chunk])).to(device)
+        chunk, clips = [], []
+        for path in files[start : start + batch_size]:
+            try:
+                clips.append(load_clip(path, model))
+                chunk.append(path)
+            except BadAudioFile as error:
+                if skipped is None:
+                    raise
+                skipped.append(error)
+        if not chunk:
+            continue
+        waves = torch.from_numpy(np.stack(clips)).to(device)
         probabilities = model(waves).float().softmax(dim=-1).cpu()
         for path, probs in zip(chunk, probabilities, strict=True):
             order = probs.argsort(descending=True).tolist()
@@ -54,31 +76,87 @@ def predict_files(model: AudioClassifier, files: list[Path], batch_size: int = 6
 
 
 def run(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
+    output = check_output(cfg)
     model = load_classifier(cfg.ckpt_path)
     if cfg.get("stream"):
         return run_stream(cfg, model)
-    results = predict_files(model, find_inputs(cfg.inputs), cfg.get("batch_size", 64), device_for())
+    skipped = [] if Path(cfg.inputs).expanduser().is_dir() else None
+    results = predict_files(model, find_inputs(cfg.inputs), cfg.get("batch_size", 64), device_for(), skipped)
+    check_some_classified(cfg, results, skipped)
     top_k = int(cfg.get("top_k", 1))
     for path, ranked in results:
         shown = "  ".join(f"{label} {prob:.3f}" for label, prob in ranked[:top_k])
         print(f"{path}\t{shown}")
+    report_skipped(skipped or [], len(results))
+    if output is not None:
+        write_csv(output, results, top_k)
+        print(f"wrote {output} ({len(results)} files)")
     return results
+
+
+def check_output(cfg: DictConfig) -> Path | None:
+    """The CSV to write (output=<file.csv>), checked before any prediction is made."""
+    if not cfg.get("output"):
+        return None
+    path = Path(str(cfg.output)).expanduser()
+    if cfg.get("stream"):
+        raise UserError(f"output={path} writes clip predictions, not stream=true detections: drop one of the two")
+    if path.is_dir():
+        raise UserError(f"output={path} is a folder: give a file name, e.g. output={path / 'preds.csv'}")
+    return path
+
+
+def check_some_classified(cfg: DictConfig, results: list, skipped: list[BadAudioFile] | None) -> None:
+    if not results and skipped:
+        files = f"{len(skipped)} audio files" if len(skipped) > 1 else "audio file"
+        raise UserError(f"inputs={Path(cfg.inputs).expanduser()}: none of its {files} could be classified; "
+                        f"the first: {skipped[0]}")
+
+
+def report_skipped(skipped: list[BadAudioFile], classified: int) -> None:
+    """On stderr: the first few skipped files, one line each, then the count."""
+    for error in skipped[:SHOWN_SKIPPED]:
+        print(f"skipped: {error}", file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} file{'s' if len(skipped) > 1 else ''} skipped, {classified} classified",
+              file=sys.stderr)
+
+
+def write_csv(path: Path, results: list[tuple[Path, list[tuple[str, float]]]], top_k: int) -> None:
+    """file,label,probability: top_k rows per file, written beside `path` and renamed over it at the end."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["file", "label", "probability"])
+        for file, ranked in results:
+            writer.writerows([str(file), label, f"{prob:.6f}"] for label, prob in ranked[:top_k])
+    os.replace(temporary, path)
 
 
 def run_stream(cfg: DictConfig, model: AudioClassifier) -> list[tuple[Path, list[Detection]]]:
     """stream=true: sliding-window detections in each (long) input, one line per detection."""
     results = []
+    skipped = [] if Path(cfg.inputs).expanduser().is_dir() else None
     for path in find_inputs(cfg.inputs):
-        detections = stream_file(
-            model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)),
-            threshold=float(cfg.get("threshold", 0.6)), smooth=int(cfg.get("smooth", 3)),
-            min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=tuple(cfg.get("ignore") or IGNORED),
-            device=device_for(),
-        )
+        try:
+            detections = stream_file(
+                model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)),
+                threshold=float(cfg.get("threshold", 0.6)), smooth=int(cfg.get("smooth", 3)),
+                min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=tuple(cfg.get("ignore") or IGNORED),
+                device=device_for(),
+            )
+        except BadAudioFile as error:
+            if skipped is None:
+                raise
+            skipped.append(error)
+            continue
         for found in detections:
             print(f"{path}\t{found.time:.2f}s\t{found.label}\t{found.probability:.3f}")
         if not detections:
             print(f"{path}\tno detections above threshold={cfg.get('threshold', 0.6)}")
         results.append((path, detections))
+    check_some_classified(cfg, results, skipped)
+    report_skipped(skipped or [], len(results))
     return results
 

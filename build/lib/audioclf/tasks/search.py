@@ -13,7 +13,7 @@ monitored metric to Optuna after each validation epoch; the pruner stops trials 
 behind the median of earlier trials at the same epoch.
 
 The study (search space, trials, sampler, pruner) lives in the `search:` node that
-conf/hparams_search/<name>.yaml adds; see conf/hparams_search/optuna.yaml. Writes into
+audioclf/conf/hparams_search/<name>.yaml adds; see audioclf/conf/hparams_search/optuna.yaml. Writes into
 <paths.log_dir>/search/<task_name>/<time>/ (or search.dir): one folder per trial (its
 metrics.json and TensorBoard run, so `tensorboard --logdir <that folder>` overlays the
 trials), trials.csv, search_history.png and best.md.
@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -42,6 +41,7 @@ log = logging.getLogger("audioclf.tasks.search")
 
 try:
     import optuna
+    from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 except ImportError:  # optional extra: pip install -e '.[search]'
     optuna = None
 
@@ -49,27 +49,8 @@ except ImportError:  # optional extra: pip install -e '.[search]'
 def require_optuna() -> None:
     if optuna is None:
         raise UserError(
-            "the search needs optuna: pip install -e '.[search]' (or pip install optuna)"
+            "the search needs optuna: pip install -e '.[search]' (or pip install optuna optuna-integration)"
         )
-
-
-class OptunaPruning(L.Callback):
-    """Report `monitor` to the trial after each validation epoch; stop the trial if pruned."""
-
-    def __init__(self, trial: optuna.Trial, monitor: str = "val/acc"):
-        self.trial = trial
-        self.monitor = monitor
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
-            return
-        value = float(trainer.callback_metrics[self.monitor])
-        epoch = trainer.current_epoch
-        self.trial.report(value, step=epoch)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(
-                f"{self.monitor}={value:.4f} at epoch {epoch} is below the pruner's bar"
-            )
 
 
 def suggest(trial: optuna.Trial, params: dict[str, Any]) -> list[str]:
@@ -187,7 +168,7 @@ def run_search(overrides: list[str]) -> optuna.Study:
         if "search" not in base:
             raise UserError(
                 "no search space is selected: "
-                "add hparams_search=optuna (a file in conf/hparams_search/)"
+                "add hparams_search=optuna (a file in audioclf/conf/hparams_search/)"
             )
         search = to_dict(base.search)
         root = Path(
@@ -210,7 +191,7 @@ def run_search(overrides: list[str]) -> optuna.Study:
             cfg = compose_trial([*overrides, *drawn], root / f"trial_{trial.number:03d}")
             started = time.perf_counter()
             try:
-                metrics = train.run(cfg, callbacks=[OptunaPruning(trial, monitor)])
+                metrics = train.run(cfg, callbacks=[PyTorchLightningPruningCallback(trial, monitor)])
             finally:
                 trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
             value = metrics.get(search.get("objective", "val/acc_best"))

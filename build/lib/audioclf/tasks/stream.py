@@ -140,7 +140,7 @@ def stream_file(
         raise UserError(
             f"threshold={threshold} must be a probability between 0 and 1, e.g. threshold=0.6"
         )
-    samples, file_rate = read_audio(path)
+    samples, file_rate = read_audio(path, min_ms=10)  # as predict: too little sound to classify
     samples = resample(samples, file_rate, rate)
     hop = max(1, int(round(hop_seconds * rate)))
     starts, probabilities = window_probabilities(model, samples, hop, min_dbfs, device=device)

@@ -19,13 +19,14 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from audioclf.config import CONF_DIR, check_override_types, model_sample_rate, to_dict
+from audioclf.audio.frontends import build_frontend
+from audioclf.config import CONF_DIR, check_override_types, check_values, config_errors, model_sample_rate, to_dict
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.errors import UserError
 from audioclf.lit.distributed import quiet_other_ranks
 from audioclf.lit.module import AudioClassifier
 from audioclf.lit.precision import CpuBf16Lstm
-from audioclf.lit.resume import AtomicCheckpointIO, ResumeState, resolve_ckpt_path
+from audioclf.lit.resume import AtomicCheckpointIO, ResumeState, finished_run, record_overrides, resolve_ckpt_path
 from audioclf.report.classification import confusion_figure, write_report
 
 log = logging.getLogger(__name__)
@@ -83,21 +84,43 @@ def instantiate_partial(node: DictConfig, group: str) -> Callable:
                         f"check {group}=<name> and the {group}.* overrides") from None
 
 
+def check_frontend(cfg: DictConfig) -> None:
+    """Build the frontend once before any clip is decoded, so a bad features.* value fails at once."""
+    features = to_dict(cfg.features)
+    with config_errors("features", features):
+        build_frontend(features, model_sample_rate(cfg))
+
+
+def build_augment(cfg: DictConfig, datamodule: AudioDataModule) -> None:
+    """The datamodule's waveform augmentation, built before the clips are decoded; the library's
+    ValueError about a value becomes a one-line error naming augment.<key>."""
+    datamodule.source = datamodule.build_source()
+    with config_errors("augment", cfg.get("augment")):
+        datamodule.augment = datamodule.build_augment()
+
+
 def build_model(cfg: DictConfig, datamodule: AudioDataModule) -> AudioClassifier:
+    """The classifier; the library's ValueError about a value becomes a one-line error naming
+    features.<key> or model.<key> (the frontend is built once alone to tell the two apart)."""
     augment = to_dict(cfg.get("augment")) or {}
-    return AudioClassifier(
-        class_names=datamodule.class_names,
-        sample_rate=datamodule.sample_rate,
-        num_samples=datamodule.num_samples,
-        backbone=to_dict(cfg.model),
-        features=to_dict(cfg.features),
-        spec_augment=augment.get("spec_augment"),
-        mixup_alpha=augment.get("mixup_alpha", 0.0),
-        optimizer=build_optimizer(cfg),
-        scheduler=build_scheduler(cfg),
-        label_smoothing=float((cfg.get("loss") or {}).get("label_smoothing", 0.0)),
-        data=to_dict(cfg.data),
-    )
+    features = to_dict(cfg.features)
+    optimizer, scheduler = build_optimizer(cfg), build_scheduler(cfg)
+    with config_errors("features", features):
+        build_frontend(features, datamodule.sample_rate)
+    with config_errors("model", cfg.model):
+        return AudioClassifier(
+            class_names=datamodule.class_names,
+            sample_rate=datamodule.sample_rate,
+            num_samples=datamodule.num_samples,
+            backbone=to_dict(cfg.model),
+            features=features,
+            spec_augment=augment.get("spec_augment"),
+            mixup_alpha=augment.get("mixup_alpha", 0.0),
+            optimizer=optimizer,
+            scheduler=scheduler,
+            label_smoothing=float((cfg.get("loss") or {}).get("label_smoothing", 0.0)),
+            data=to_dict(cfg.data),
+        )
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: Any) -> L.Trainer:
@@ -167,13 +190,20 @@ def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
 def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     """Train, test and write metrics.json; `callbacks` are added to the configured ones."""
     check_override_types(cfg)
+    check_values(cfg)
     quiet_other_ranks()  # DDP: one set of logs, from rank 0 (distributed.py)
+    finished = finished_run(cfg)  # ckpt_path=auto: a rerun of a killed sweep skips the jobs that finished
+    if finished is not None:
+        return finished
     ckpt_path = resolve_ckpt_path(cfg)
+    record_overrides(Path(cfg.paths.output_dir))
     check_warmup_fits(cfg)  # before any data is decoded
+    check_frontend(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
+    build_augment(cfg, datamodule)
     datamodule.setup("fit")
     model = build_model(cfg, datamodule)
     model.frontend.adapt(datamodule.banks["train"].waves)
@@ -225,7 +255,8 @@ def describe_job(cfg: DictConfig) -> dict[str, Any]:
     overrides, choices = [], {}
     if HydraConfig.initialized():
         hydra_cfg = HydraConfig.get()
-        overrides = list(hydra_cfg.overrides.task)
+        # ckpt_path=auto only says how a killed sweep was rerun: not part of what the job is
+        overrides = [o for o in hydra_cfg.overrides.task if o != "ckpt_path=auto"]
         choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
     data = to_dict(cfg.data)
     optim = to_dict(cfg.optim)
@@ -331,11 +362,12 @@ def group_choice(group: str) -> str | None:
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    # for args_text only: log_hyperparams gets a flat dict; Lightning's own _flatten_dict is private
     flat = {}
     for key, value in tree.items():
         name = f"{prefix}.{key}" if prefix else key
         if isinstance(value, dict):
             flat.update(flatten(value, name))
         else:
-            flat[name] = value if isinstance(value, int | float | str | bool) else str(value)
+            flat[name] = value
     return flat

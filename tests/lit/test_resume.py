@@ -18,9 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from audioclf.errors import UserError
 from audioclf.lit.resume import AtomicCheckpointIO, record_overrides, resolve_ckpt_path, resume_in_place
 from audioclf.tasks import train
-from tests.conftest import SMALL_SYNTHETIC, compose_config
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, SMALL_SYNTHETIC, compose_config
 
 
 class PauseAt(L.Callback):

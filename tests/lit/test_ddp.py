@@ -6,7 +6,6 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,9 +13,7 @@ from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
 
 from audioclf.data import sampling
 from audioclf.data.sampling import ShardedBatches
-from tests.conftest import compose_config
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, compose_config
 
 
 def shards(make, size: int) -> list[list[list[int]]]:

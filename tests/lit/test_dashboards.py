@@ -19,9 +19,8 @@ from omegaconf import OmegaConf, open_dict, read_write
 
 from audioclf.lit.dashboards import TopErrors, class_recall
 from audioclf.tasks import train
-from tests.conftest import SMALL_SYNTHETIC, compose_config
+from tests.conftest import ROOT, SMALL_SYNTHETIC, compose_config
 
-ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["ai", "ia", "usa", "sau", "tet", "ete", "is", "u_e"]  # data=synthetic's classes
 RECALL_TAGS = {f"val_recall/{name}" for name in NAMES}
 CHART_SCALARS = {"train/loss_epoch", "val/loss", "train/acc", "val/acc", "train/f1_macro", "val/f1_macro",

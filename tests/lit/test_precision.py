@@ -12,7 +12,7 @@ from audioclf.lit.precision import CpuBf16Lstm
 from audioclf.models import BACKBONES
 from audioclf.tasks import train
 from tests.conftest import SMALL_SYNTHETIC, compose_config
-from tests.test_export import registry_classifier
+from tests.tasks.test_export import registry_classifier
 
 FAST = ("tf_cnn", "lstm_fsdd")  # a CNN and an LSTM in the fast suite; the rest with -m slow
 

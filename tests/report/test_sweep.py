@@ -12,8 +12,7 @@ import pytest
 
 from audioclf.errors import UserError
 from audioclf.report.sweep import sweep_report
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 ACC = {
     ("tf_cnn", 0): 0.90,
