@@ -19,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from audioclf.audio.augment import mixup
 from audioclf.audio.frontends import build_frontend
 from audioclf.models import build_backbone, count_parameters
+from audioclf.report.detection import thresholds_at_far
 
 
 class AudioClassifier(L.LightningModule):
@@ -64,6 +65,10 @@ class AudioClassifier(L.LightningModule):
         self.val_acc_best.persistent(True)  # in the state dict, so a resumed run keeps its best
         self.val_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)  # for dashboards.py
         self.test_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)
+        # keyword -> probability threshold at 1 % false accepts on the last validation epoch; in the checkpoint
+        self.detection_thresholds: dict[str, float] | None = None
+        self._val_probabilities: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         """(B, samples) float in [-1, 1], or int16 PCM as the clip bank stores it -> logits."""
@@ -107,20 +112,48 @@ class AudioClassifier(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         _, logits = self._step(batch, self.val_metrics, "val")
         self.val_confusion.update(logits, batch[1])
+        self._val_probabilities.append(logits.detach().float().softmax(dim=-1))
+        self._val_labels.append(batch[1].detach())
 
     def on_validation_epoch_start(self) -> None:
         self.val_confusion.reset()
+        self._val_probabilities, self._val_labels = [], []
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
         self.val_acc_best(self.val_metrics["acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self.detection_thresholds = self._validation_thresholds()
+
+    def _validation_thresholds(self) -> dict[str, float] | None:
+        if not self._val_probabilities:
+            return None
+        probabilities = self._gather_rows(torch.cat(self._val_probabilities))
+        labels = self._gather_rows(torch.cat(self._val_labels))
+        self._val_probabilities, self._val_labels = [], []
+        chosen = thresholds_at_far(probabilities.cpu().numpy(), labels.cpu().numpy(), self.class_names)
+        # above 1 only when > 1 % of the negatives score exactly 1.0: 1.0 is the strictest probability there is
+        return {keyword: min(threshold, 1.0) for keyword, threshold in chosen.items()} or None
+
+    def _gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every rank's rows under DDP (shards may differ in length: padded to the longest, then cut)."""
+        if self.trainer.world_size <= 1:
+            return rows
+        counts = self.all_gather(torch.tensor([len(rows)], device=rows.device)).flatten().tolist()
+        padded = torch.zeros((max(counts), *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+        padded[: len(rows)] = rows
+        gathered = self.all_gather(padded)
+        return torch.cat([part[:count] for part, count in zip(gathered, counts, strict=True)])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["detection_thresholds"] = self.detection_thresholds
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # checkpoints written before val_acc_best was a persistent state kept it under this key
         if "val_acc_best" in checkpoint:
             checkpoint["state_dict"].setdefault("val_acc_best.max_value", torch.tensor(checkpoint["val_acc_best"]))
+        self.detection_thresholds = checkpoint.get("detection_thresholds")  # None in checkpoints from before
 
     def test_step(self, batch, batch_idx):
         _, logits = self._step(batch, self.test_metrics, "test")

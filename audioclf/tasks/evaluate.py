@@ -1,18 +1,65 @@
-"""Evaluate a checkpoint on a dataset split: metrics, report files, confusion PNG."""
+"""Evaluate a checkpoint on a dataset split: metrics, report files, confusion PNG, keyword detection.
+
+Besides the classification report, every keyword gets one-vs-rest detection metrics
+(DET curve, ROC AUC, false-reject rate at 1 % and 0.5 % false accepts: report/detection.py),
+and `false_alarms=<file or folder>` (default: the dataset's `_background_noise_` recordings)
+streams over audio with no keyword in it, as `predict stream=true` would, and counts the
+detections at the checkpoint's per-keyword thresholds as false alarms per hour.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 from omegaconf import DictConfig
 
 from audioclf.config import check_override_types, check_values, to_dict
 from audioclf.data.datamodule import AudioDataModule
+from audioclf.data.io import AUDIO_SUFFIXES, read_audio, resample
+from audioclf.data.sources import Source
 from audioclf.errors import UserError
-from audioclf.lit.checkpoints import load_classifier
+from audioclf.lit.checkpoints import device_for, load_classifier
+from audioclf.lit.module import AudioClassifier
 from audioclf.report.classification import write_report
+from audioclf.report.detection import (
+    det_figure,
+    false_alarms_per_hour,
+    keyword_curves,
+    keyword_indices,
+    write_detection_report,
+)
+from audioclf.tasks.stream import DEFAULT_THRESHOLD, detect, window_probabilities
+
+
+class ProbabilityCollector(L.Callback):
+    """Softmax probabilities and labels of every test batch (test_step returns the logits)."""
+
+    def __init__(self):
+        self.probabilities: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.probabilities.append(outputs.detach().float().softmax(dim=-1).cpu().numpy())
+        self.labels.append(batch[1].cpu().numpy())
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(self.probabilities), np.concatenate(self.labels)
+
+
+@dataclass
+class FalseAlarms:
+    thresholds: dict[str, float]  # keyword -> the threshold it was counted at
+    counts: dict[str, int]
+    seconds: float  # audio scanned
+    files: int
+
+    def per_hour(self, keyword: str) -> float:
+        return false_alarms_per_hour(self.counts[keyword], self.seconds)
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -35,17 +82,157 @@ def run(cfg: DictConfig) -> dict[str, float]:
             f"data={datamodule.source.name} has classes {datamodule.class_names}, the checkpoint "
             f"{model.class_names}: evaluate on data with the same label set"
         )
+    check_stream_settings(cfg)
+    alarm_files = false_alarm_files(cfg.get("false_alarms"), datamodule.source)  # bad paths fail before testing
     datamodule.setup(split)
     loader = {"train": datamodule.train_dataloader, "val": datamodule.val_dataloader,
               "test": datamodule.test_dataloader}[split]()
+    collector = ProbabilityCollector()
     trainer = L.Trainer(accelerator=cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,
-                        enable_checkpointing=False, enable_model_summary=False)
+                        enable_checkpointing=False, enable_model_summary=False, callbacks=[collector])
     model.test_confusion.reset()
     results = trainer.test(model, dataloaders=loader, verbose=False)[0]
+    probabilities, labels = collector.result()
+    alarms = scan_false_alarms(model, alarm_files, cfg) if alarm_files else None
+
+    # Everything is computed: only now are the report files written.
     output_dir = Path(cfg.paths.output_dir)
     report = write_report(model.test_confusion.compute().cpu().numpy(), model.class_names, output_dir, split)
+    rows, detection_text = write_detection_report(probabilities, labels, model.class_names, output_dir, split)
+    if alarms is not None:
+        write_false_alarms_csv(alarms, output_dir / f"{split}_false_alarms.csv")
+    write_tensorboard(output_dir / "tensorboard", split, probabilities, labels, model.class_names)
     metrics = {key.replace("test/", f"{split}/"): float(value) for key, value in results.items()}
+    metrics |= detection_metrics(rows, split) | false_alarm_metrics(alarms)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(f"\n{split} report for {cfg.ckpt_path} on {datamodule.source.name}:\n{report}")
-    print(f"Report files: {output_dir}/{split}_report.md, {split}_report.csv, {split}_confusion.png")
+    print(f"\n{split} keyword detection (one-vs-rest; _silence_ and _unknown_ are negatives):\n{detection_text}")
+    if alarms is not None:
+        print(f"\n{false_alarms_text(alarms)}")
+    files = f"{split}_report.md, {split}_report.csv, {split}_confusion.png, {split}_detection.md, " \
+            f"{split}_detection.csv, {split}_det.png" + (f", {split}_false_alarms.csv" if alarms else "")
+    print(f"Report files: {output_dir}/{files}; TensorBoard: {output_dir}/tensorboard")
     return metrics
+
+
+def detection_metrics(rows: list[dict], split: str) -> dict[str, float]:
+    """<split>/frr_at_far1/<keyword> per keyword, and the macro means <split>/frr_at_far1, <split>/auc."""
+    metrics = {}
+    for row in rows:
+        if row["keyword"] == "macro avg":
+            metrics[f"{split}/frr_at_far1"], metrics[f"{split}/auc"] = row["frr_at_far1"], row["auc"]
+        else:
+            metrics[f"{split}/frr_at_far1/{row['keyword']}"] = row["frr_at_far1"]
+    return {key: value for key, value in metrics.items() if value == value}  # NaN (no positives) left out
+
+
+def write_tensorboard(folder: Path, split: str, probabilities: np.ndarray, labels: np.ndarray,
+                      class_names: list[str]) -> None:
+    """A PR curve per keyword (one-vs-rest) and the DET figure."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(folder)) as writer:
+        for k in keyword_indices(class_names):
+            writer.add_pr_curve(f"{split}_pr/{class_names[k]}", labels == k, probabilities[:, k])
+        writer.add_figure(f"{split}/det_curves", det_figure(keyword_curves(probabilities, labels, class_names),
+                                                            f"{split} DET curves"))
+
+
+# ---- false alarms per hour ----------------------------------------------------------------
+
+
+def check_stream_settings(cfg: DictConfig) -> None:
+    if float(cfg.get("stream_hop", 0.1)) <= 0:
+        raise UserError(f"stream_hop={cfg.stream_hop} must be a positive number of seconds, e.g. stream_hop=0.1")
+    if int(cfg.get("smooth", 3)) < 1:
+        raise UserError(f"smooth={cfg.smooth} must be at least 1 window, e.g. smooth=3")
+    threshold = cfg.get("threshold")
+    is_number = isinstance(threshold, int | float) and not isinstance(threshold, bool)
+    if threshold is not None and not (is_number and 0 <= threshold <= 1):
+        raise UserError(f"threshold={threshold} must be a probability between 0 and 1, e.g. threshold=0.6 "
+                        "(or threshold=null: the checkpoint's per-keyword thresholds)")
+
+
+def false_alarm_files(setting: str | bool | None, source: Source) -> list[Path]:
+    """The recordings to scan: a file, a folder's audio files, or by default (null) the dataset's
+    background-noise recordings; false, or a dataset without them, scans nothing."""
+    if setting is False:
+        return []
+    if setting is None:
+        files = source.noise_files() if hasattr(source, "noise_files") else []
+        if not files:
+            print(f"data={source.name} ships no background-noise recordings: false alarms per hour skipped "
+                  "(false_alarms=<file or folder of audio with no keyword> to measure them)")
+        return files
+    if setting is True:
+        raise UserError("false_alarms=true: give a file or folder of audio with no keyword in it, "
+                        "null for the dataset's background noise, or false to skip")
+    path = Path(str(setting)).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise UserError(f"false_alarms={path} holds no {'/'.join(AUDIO_SUFFIXES)} files: point it at "
+                            "recordings with no keyword in them, or false_alarms=false to skip")
+        return files
+    raise UserError(f"false_alarms={path} does not exist: give an audio file or a folder of them "
+                    "(recordings with no keyword), or false_alarms=false to skip")
+
+
+def keyword_thresholds(model: AudioClassifier, threshold: float | None) -> tuple[dict[str, float], list[str]]:
+    """keyword -> threshold: `threshold` for all when given, else the checkpoint's validation
+    thresholds; the keywords that fell back to DEFAULT_THRESHOLD are returned too."""
+    keywords = [model.class_names[k] for k in keyword_indices(model.class_names)]
+    if threshold is not None:
+        return dict.fromkeys(keywords, float(threshold)), []
+    saved = getattr(model, "detection_thresholds", None) or {}
+    missing = [keyword for keyword in keywords if keyword not in saved]
+    return {keyword: float(saved.get(keyword, DEFAULT_THRESHOLD)) for keyword in keywords}, missing
+
+
+def scan_false_alarms(model: AudioClassifier, files: list[Path], cfg: DictConfig) -> FalseAlarms:
+    """Every detection `predict stream=true` would report in these keyword-free recordings is a false alarm."""
+    thresholds, missing = keyword_thresholds(model, cfg.get("threshold"))
+    if missing:
+        print(f"note: the checkpoint has no validation threshold for {', '.join(missing)}: their false alarms "
+              f"are counted at threshold={DEFAULT_THRESHOLD}")
+    rate, window = int(model.hparams.sample_rate), int(model.hparams.num_samples)
+    hop = max(1, int(round(float(cfg.get("stream_hop", 0.1)) * rate)))
+    counts, seconds = dict.fromkeys(thresholds, 0), 0.0
+    for path in files:
+        samples, file_rate = read_audio(path, min_ms=10)
+        seconds += len(samples) / file_rate
+        starts, probabilities = window_probabilities(model, resample(samples, file_rate, rate), hop,
+                                                     float(cfg.get("min_dbfs", -50.0)), device=device_for())
+        for found in detect(starts, probabilities, list(model.class_names), rate, window, thresholds,
+                            int(cfg.get("smooth", 3))):
+            counts[found.label] += 1
+    return FalseAlarms(thresholds, counts, seconds, len(files))
+
+
+def false_alarm_metrics(alarms: FalseAlarms | None) -> dict[str, float]:
+    if alarms is None:
+        return {}
+    metrics = {f"false_alarms_per_hour/{keyword}": alarms.per_hour(keyword) for keyword in alarms.counts}
+    metrics["false_alarms/hours"] = alarms.seconds / 3600
+    return metrics
+
+
+def write_false_alarms_csv(alarms: FalseAlarms, path: Path) -> None:
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["keyword", "threshold", "false_alarms", "hours", "false_alarms_per_hour"])
+        for keyword, count in alarms.counts.items():
+            writer.writerow([keyword, alarms.thresholds[keyword], count, alarms.seconds / 3600,
+                             alarms.per_hour(keyword)])
+
+
+def false_alarms_text(alarms: FalseAlarms) -> str:
+    hours = alarms.seconds / 3600
+    lines = [f"false alarms in {alarms.files} keyword-free recording{'s' if alarms.files > 1 else ''}, "
+             f"{hours:.4f} h ({alarms.seconds:.1f} s) scanned:",
+             f"{'keyword':>12}{'threshold':>11}{'alarms':>8}{'per hour':>10}"]
+    for keyword, count in alarms.counts.items():
+        lines.append(f"{keyword:>12}{alarms.thresholds[keyword]:>11.4f}{count:>8}{alarms.per_hour(keyword):>10.1f}")
+    return "\n".join(lines)

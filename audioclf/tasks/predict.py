@@ -2,6 +2,7 @@
 
 audioclf-predict ckpt_path=<file.ckpt> inputs=<wav file or folder>
 audioclf-predict ckpt_path=<file.ckpt> inputs=long.wav stream=true  (detections in time)
+audioclf-predict ckpt_path=<file.ckpt> inputs=long.wav stream=true labels=events.csv  (and their score)
 audioclf-predict ckpt_path=<file.ckpt> inputs=<folder> output=preds.csv  (also a CSV: file,label,probability)
 
 In a folder, a file that cannot be read is skipped and named on stderr; a single file that
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from omegaconf import DictConfig
 
@@ -23,7 +25,15 @@ from audioclf.data.io import AUDIO_SUFFIXES, BadAudioFile, fit_length, read_audi
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
 from audioclf.lit.module import AudioClassifier
-from audioclf.tasks.stream import IGNORED, Detection, stream_file
+from audioclf.tasks.scoring import (
+    Event,
+    check_labelled_files,
+    format_score,
+    parse_labels,
+    score_files,
+    write_score,
+)
+from audioclf.tasks.stream import IGNORED, Detection, stream_file, stream_thresholds
 
 MIN_CLIP_MS = 10  # shorter clips hold too little sound to classify
 SHOWN_SKIPPED = 5  # skipped files named one per line; the rest only counted
@@ -77,6 +87,7 @@ def predict_files(model: AudioClassifier, files: list[Path], batch_size: int = 6
 
 def run(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
     output = check_output(cfg)
+    check_stream_options(cfg)
     model = load_classifier(cfg.ckpt_path)
     if cfg.get("stream"):
         return run_stream(cfg, model)
@@ -134,16 +145,36 @@ def write_csv(path: Path, results: list[tuple[Path, list[tuple[str, float]]]], t
     os.replace(temporary, path)
 
 
+def check_stream_options(cfg: DictConfig) -> None:
+    """labels=, collar= and score_output= score stream=true detections; checked before any work."""
+    for key in ("labels", "score_output"):
+        if cfg.get(key) and not cfg.get("stream"):
+            raise UserError(f"{key}={cfg.get(key)} scores stream=true detections: add stream=true or drop {key}=")
+    if cfg.get("score_output") and not cfg.get("labels"):
+        raise UserError(f"score_output={cfg.score_output} writes the score against labels: add labels=<csv>")
+    if cfg.get("score_output") and Path(str(cfg.score_output)).expanduser().is_dir():
+        raise UserError(f"score_output={cfg.score_output} is a folder: give a file name, e.g. "
+                        f"score_output={Path(str(cfg.score_output)) / 'score.csv'}")
+    collar = cfg.get("collar", 0.5)
+    if cfg.get("labels") and (not isinstance(collar, int | float) or collar < 0):
+        raise UserError(f"collar={collar} must be a number of seconds >= 0, e.g. collar=0.5")
+
+
 def run_stream(cfg: DictConfig, model: AudioClassifier) -> list[tuple[Path, list[Detection]]]:
-    """stream=true: sliding-window detections in each (long) input, one line per detection."""
-    results = []
+    """stream=true: sliding-window detections in each (long) input, one line per detection; with
+    labels=<csv>, then their score against the labelled events (audioclf/tasks/scoring.py)."""
+    results, seconds = [], {}
+    inputs = find_inputs(cfg.inputs)
+    ignore = tuple(cfg.get("ignore") or IGNORED)
+    events = stream_events(cfg, model, inputs, ignore)  # a bad labels CSV stops the run before any work
+    threshold = stream_thresholds(model, cfg.get("threshold"))
+    report_thresholds(threshold)
     skipped = [] if Path(cfg.inputs).expanduser().is_dir() else None
-    for path in find_inputs(cfg.inputs):
+    for path in inputs:
         try:
             detections = stream_file(
-                model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)),
-                threshold=float(cfg.get("threshold", 0.6)), smooth=int(cfg.get("smooth", 3)),
-                min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=tuple(cfg.get("ignore") or IGNORED),
+                model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)), threshold=cfg.get("threshold"),
+                smooth=int(cfg.get("smooth", 3)), min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=ignore,
                 device=device_for(),
             )
         except BadAudioFile as error:
@@ -154,9 +185,40 @@ def run_stream(cfg: DictConfig, model: AudioClassifier) -> list[tuple[Path, list
         for found in detections:
             print(f"{path}\t{found.time:.2f}s\t{found.label}\t{found.probability:.3f}")
         if not detections:
-            print(f"{path}\tno detections above threshold={cfg.get('threshold', 0.6)}")
+            shown = "the per-keyword thresholds" if isinstance(threshold, dict) else f"threshold={threshold:g}"
+            print(f"{path}\tno detections above {shown}")
         results.append((path, detections))
+        seconds[path] = sf.info(str(path)).duration
     check_some_classified(cfg, results, skipped)
     report_skipped(skipped or [], len(results))
+    if events is not None:
+        report_score(cfg, results, events, seconds)
     return results
+
+
+def stream_events(cfg: DictConfig, model: AudioClassifier, inputs: list[Path],
+                  ignore: tuple[str, ...]) -> list[Event] | None:
+    """The labelled keyword events of the inputs (labels=<csv>), or None without labels."""
+    if not cfg.get("labels"):
+        return None
+    events = parse_labels(cfg.labels, list(model.class_names), ignore)
+    return check_labelled_files(Path(str(cfg.labels)).expanduser(), events, inputs)
+
+
+def report_thresholds(threshold: float | dict[str, float]) -> None:
+    """On stderr, the checkpoint's per-keyword thresholds when they are the ones used."""
+    if isinstance(threshold, dict):
+        shown = ", ".join(f"{name} {value:.3f}" for name, value in sorted(threshold.items()))
+        print(f"thresholds from the checkpoint (threshold=<p> sets one for all): {shown}", file=sys.stderr)
+
+
+def report_score(cfg: DictConfig, results: list[tuple[Path, list[Detection]]], events: list[Event],
+                 seconds: dict[Path, float]) -> None:
+    collar = float(cfg.get("collar", 0.5))
+    score = score_files(results, events, seconds, collar)
+    print(format_score(score, collar))
+    if cfg.get("score_output"):
+        path = Path(str(cfg.score_output)).expanduser()
+        write_score(path, score)
+        print(f"wrote {path}")
 

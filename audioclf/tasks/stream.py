@@ -1,33 +1,43 @@
 """Keyword spotting over long recordings: a sliding window, smoothing, thresholded detections.
 
 audioclf-predict ckpt_path=<file.ckpt> inputs=long.wav stream=true \
-    [stream_hop=0.1] [threshold=0.6] [smooth=3] [min_dbfs=-50]
+    [stream_hop=0.1] [threshold=0.6] [smooth=3] [min_dbfs=-50] [labels=events.csv collar=0.5]
 
 Windows of the model's clip length (1 s) start every `stream_hop` seconds
 (the recording is zero-padded so its end is covered). Windows quieter than
 `min_dbfs` (RMS, dB full scale) are not classified: they count as silence.
 Class probabilities are smoothed by a centred moving average over `smooth`
-windows. A detection is a run of consecutive windows whose smoothed top class
-is the same keyword with probability >= `threshold`; it is reported once, as
-(time, label, probability): the probability-weighted mean of its windows'
+windows. A window is active for the keyword with the highest smoothed
+probability among those at or above their own threshold (`threshold`: one number
+for every keyword, or a per-keyword mapping such as the checkpoint's
+`detection_thresholds`; a keyword it lacks gets DEFAULT_THRESHOLD). A detection
+is a run of consecutive windows active for the same keyword; it is reported once,
+as (time, label, probability): the probability-weighted mean of its windows'
 centres in seconds (a word sits in the middle of the windows that hear it
 whole), and its highest smoothed probability. Labels in `ignore` (e.g.
-`_silence_`, `_unknown_`) are never reported.
+`_silence_`, `_unknown_`) are never reported. `reported_at` is when a live
+stream would have had it: the end of the run's first window plus the smoothing's
+look-ahead (a centred average needs the windows after it).
 """
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from audioclf.audio.streaming import CannotStream, streamed_probabilities
 from audioclf.data.io import read_audio, resample
 from audioclf.errors import UserError
 from audioclf.lit.module import AudioClassifier
 
 IGNORED = ("_silence_", "_unknown_", "_background_noise_")
+DEFAULT_THRESHOLD = 0.6  # threshold=null and no per-keyword threshold in the checkpoint
 
 
 @dataclass
@@ -35,6 +45,7 @@ class Detection:
     time: float  # seconds from the start of the recording
     label: str
     probability: float  # smoothed
+    reported_at: float | None = None  # seconds: when a live stream would have it (module docstring)
 
 
 def window_starts(length: int, window: int, hop: int) -> np.ndarray:
@@ -72,8 +83,11 @@ def window_probabilities(
     min_dbfs: float,
     batch_size: int = 64,
     device: torch.device | None = None,
+    stream_mode: str = "stateful",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(window starts in samples, (windows, classes) probabilities); quiet windows get all zeros."""
+    """(window starts in samples, (windows, classes) probabilities); quiet windows get all zeros.
+    `stream_mode=stateful` computes them as audioclf/audio/streaming.py streams (each frame once, equal
+    to windowed), falling back to windowed, with one line on stderr, where the model cannot stream."""
     device = device or torch.device("cpu")
     model = model.to(device).eval()
     window = int(model.hparams.num_samples)
@@ -84,11 +98,53 @@ def window_probabilities(
     loud = 20 * np.log10(np.maximum(rms, 1e-10)) >= min_dbfs
     probabilities = np.zeros((len(starts), len(model.class_names)), dtype=np.float32)
     chosen = np.flatnonzero(loud)
+    if stateful_probabilities(model, samples, starts, chosen, hop, batch_size, probabilities, stream_mode):
+        return starts, probabilities
     for first in range(0, len(chosen), batch_size):
         rows = chosen[first : first + batch_size]
         waves = torch.from_numpy(np.ascontiguousarray(frames[rows], dtype=np.float32)).to(device)
         probabilities[rows] = model(waves).float().softmax(dim=-1).cpu().numpy()
     return starts, probabilities
+
+
+def stateful_probabilities(model: AudioClassifier, samples: np.ndarray, starts: np.ndarray, chosen: np.ndarray,
+                           hop: int, batch_size: int, probabilities: np.ndarray, stream_mode: str) -> bool:
+    """Fill the `chosen` rows from the streaming form; False where windowed must do it (stream_mode)."""
+    if stream_mode not in ("stateful", "windowed"):
+        raise UserError(f"stream_mode={stream_mode} is unknown: use stateful or windowed")
+    if stream_mode == "windowed":
+        return False
+    try:
+        probabilities[chosen] = streamed_probabilities(model, samples, starts[chosen], hop, batch_size)
+    except CannotStream as error:
+        say_once(f"info: stream_mode=stateful: {error}; streaming windowed instead")
+        return False
+    return True
+
+
+@functools.cache
+def say_once(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def class_thresholds(
+    threshold: float | Mapping[str, float], class_names: list[str], ignore: tuple[str, ...]
+) -> np.ndarray:
+    """One threshold per class; ignored classes get infinity, so they never fire."""
+    if not isinstance(threshold, Mapping):
+        threshold = dict.fromkeys(class_names, float(threshold))
+    return np.array(
+        [np.inf if name in ignore else float(threshold.get(name, DEFAULT_THRESHOLD)) for name in class_names]
+    )
+
+
+def active_keywords(smoothed: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Per window, the class index of the most probable keyword at or above its threshold; -1 for none."""
+    over = (smoothed >= thresholds) & (smoothed > 0)  # quiet windows are all zeros: never active
+    candidates = np.where(over, smoothed, -1.0)
+    chosen = candidates.argmax(axis=1)
+    chosen[~over.any(axis=1)] = -1
+    return chosen
 
 
 def detect(
@@ -97,35 +153,54 @@ def detect(
     class_names: list[str],
     rate: int,
     window: int,
-    threshold: float,
+    threshold: float | Mapping[str, float],
     smooth: int,
     ignore: tuple[str, ...] = IGNORED,
 ) -> list[Detection]:
     smoothed = smooth_probabilities(probabilities, smooth)
-    top = smoothed.argmax(axis=1)
-    best = smoothed.max(axis=1)
-    active = [best[i] >= threshold and class_names[top[i]] not in ignore for i in range(len(top))]
+    chosen = active_keywords(smoothed, class_thresholds(threshold, class_names, ignore))
+    look_ahead = max(1, smooth) - 1 - max(1, smooth) // 2  # windows after the centre the average uses
     detections, i = [], 0
-    while i < len(top):
-        if not active[i]:
+    while i < len(chosen):
+        if chosen[i] < 0:
             i += 1
             continue
         end = i
-        while end + 1 < len(top) and active[end + 1] and top[end + 1] == top[i]:
+        while end + 1 < len(chosen) and chosen[end + 1] == chosen[i]:
             end += 1
-        weights = best[i : end + 1]
+        weights = smoothed[i : end + 1, chosen[i]]
         centres = (starts[i : end + 1] + window / 2) / rate
         time = float(np.sum(weights * centres) / np.sum(weights))
-        detections.append(Detection(round(time, 3), class_names[top[i]], float(weights.max())))
+        reported_at = (starts[min(i + look_ahead, len(starts) - 1)] + window) / rate
+        detections.append(
+            Detection(round(time, 3), class_names[chosen[i]], float(weights.max()), round(float(reported_at), 3))
+        )
         i = end + 1
     return detections
+
+
+def stream_thresholds(model: AudioClassifier, threshold: float | str | None) -> float | dict[str, float]:
+    """threshold= for every keyword; unset (null), the checkpoint's per-keyword thresholds, else the default."""
+    if threshold is None:
+        saved = getattr(model, "detection_thresholds", None)
+        return dict(saved) if saved else DEFAULT_THRESHOLD
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise UserError(
+            f"threshold={threshold} must be a probability between 0 and 1, e.g. threshold=0.6 "
+            "(or threshold=null: the checkpoint's per-keyword thresholds)"
+        )
+    return value
 
 
 def stream_file(
     model: AudioClassifier,
     path: Path,
     hop_seconds: float = 0.1,
-    threshold: float = 0.6,
+    threshold: float | str | None = None,
     smooth: int = 3,
     min_dbfs: float = -50.0,
     ignore: tuple[str, ...] = IGNORED,
@@ -136,10 +211,7 @@ def stream_file(
         raise UserError(
             f"stream_hop={hop_seconds} must be a positive number of seconds, e.g. stream_hop=0.1"
         )
-    if not 0 <= threshold <= 1:
-        raise UserError(
-            f"threshold={threshold} must be a probability between 0 and 1, e.g. threshold=0.6"
-        )
+    thresholds = stream_thresholds(model, threshold)
     samples, file_rate = read_audio(path, min_ms=10)  # as predict: too little sound to classify
     samples = resample(samples, file_rate, rate)
     hop = max(1, int(round(hop_seconds * rate)))
@@ -150,7 +222,7 @@ def stream_file(
         list(model.class_names),
         rate,
         int(model.hparams.num_samples),
-        threshold,
+        thresholds,
         max(1, int(smooth)),
         tuple(ignore),
     )

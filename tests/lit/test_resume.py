@@ -197,7 +197,7 @@ def test_sigkilled_run_resumes_to_the_same_result(uninterrupted, tmp_path, kill_
     marker = tmp_path / "paused"
     victim = train_cli(
         tmp,
-        "+callbacks.pause._target_=tests.test_resume.PauseAt",
+        "+callbacks.pause._target_=tests.lit.test_resume.PauseAt",
         f"+callbacks.pause.step={kill_step}",
         f"+callbacks.pause.marker={marker}",
         wait=False,
@@ -232,7 +232,7 @@ def test_a_killed_sweep_reruns_with_ckpt_path_auto(uninterrupted, tmp_path):
     sweep = [
         "-m",
         "seed=8,7,9",
-        "+callbacks.pause._target_=tests.test_resume.PauseAt",
+        "+callbacks.pause._target_=tests.lit.test_resume.PauseAt",
         "+callbacks.pause.step=12",
         f"+callbacks.pause.marker={marker}",
         "+callbacks.pause.job=1",
