@@ -175,7 +175,7 @@ def run_stream(cfg: DictConfig, model: AudioClassifier) -> list[tuple[Path, list
             detections = stream_file(
                 model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)), threshold=cfg.get("threshold"),
                 smooth=int(cfg.get("smooth", 3)), min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=ignore,
-                device=device_for(),
+                device=device_for(), stream_mode=str(cfg.get("stream_mode", "stateful")),
             )
         except BadAudioFile as error:
             if skipped is None:

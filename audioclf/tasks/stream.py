@@ -205,6 +205,7 @@ def stream_file(
     min_dbfs: float = -50.0,
     ignore: tuple[str, ...] = IGNORED,
     device: torch.device | None = None,
+    stream_mode: str = "stateful",
 ) -> list[Detection]:
     rate = int(model.hparams.sample_rate)
     if hop_seconds <= 0:
@@ -215,7 +216,8 @@ def stream_file(
     samples, file_rate = read_audio(path, min_ms=10)  # as predict: too little sound to classify
     samples = resample(samples, file_rate, rate)
     hop = max(1, int(round(hop_seconds * rate)))
-    starts, probabilities = window_probabilities(model, samples, hop, min_dbfs, device=device)
+    starts, probabilities = window_probabilities(model, samples, hop, min_dbfs, device=device,
+                                                 stream_mode=stream_mode)
     return detect(
         starts,
         probabilities,

@@ -141,6 +141,17 @@ def test_stream_finds_each_word_of_a_long_recording_at_its_time(tone_model, tmp_
     ]
 
 
+def test_predict_passes_stream_mode_and_both_modes_find_the_same_words(tone_model, tmp_path):
+    long_wav, _ = long_recording(tmp_path / "long.wav", ["low", "high", "mid"])
+    base = [f"ckpt_path={tone_model}", f"inputs={long_wav}", "stream=true", "stream_hop=0.05", "threshold=0.6"]
+    found = {mode: predict.run(compose_config(tmp_path, [*base, f"stream_mode={mode}"], config_name="predict"))[0][1]
+             for mode in ("stateful", "windowed")}
+    assert [(d.label, round(d.time, 3)) for d in found["stateful"]] == [
+        (d.label, round(d.time, 3)) for d in found["windowed"]]
+    with pytest.raises(UserError, match="stream_mode=bogus is unknown"):
+        predict.run(compose_config(tmp_path, [*base, "stream_mode=bogus"], config_name="predict"))
+
+
 def test_detect_applies_each_keywords_own_threshold():
     names = ["_unknown_", "yes", "no"]
     probs = np.array([[0.5, 0.35, 0.15]] * 3 + [[0.1, 0.2, 0.7]] * 2 + [[0.9, 0.05, 0.05]], dtype=np.float32)
