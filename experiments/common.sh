@@ -7,6 +7,9 @@
 #                DATA_ARGS="data=speech_commands data.root=/data/speech_commands_v0.02"
 #   DEVICE_ARGS  default trainer.accelerator=cpu; e.g. "trainer=gpu" on a GPU
 #   EPOCHS, SEEDS and the study's own knobs: see the top of its run.sh
+#   CHECK_VAL    validate every N epochs (trainer.check_val_every_n_epoch=N, appended to every
+#                training of the study; default: the trainer config's, every epoch). The best
+#                checkpoint and val curves then only see every N-th epoch
 #   PYTHON       default .venv/bin/python when it exists, else python
 #   THREADS      CPU threads per training (sets OMP_NUM_THREADS). Use THREADS=1 on a busy
 #                shared machine: with 2 threads on 2 contended cores, OpenMP threads spin at
@@ -21,6 +24,7 @@ if [[ $# -gt 0 && "$1" != *=* ]]; then
     shift
 fi
 EXTRA=("$@")
+if [[ -n "${CHECK_VAL:-}" ]]; then EXTRA+=("trainer.check_val_every_n_epoch=$CHECK_VAL"); fi
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
 fi

@@ -24,8 +24,8 @@ from audioclf.data.sampling import ResumableDataLoader, ShardedBatches
 from audioclf.data.sources import SOURCES, SPLITS, Source, build_source
 
 log = logging.getLogger(__name__)
-LOADER_KEYS = ("sample_rate", "clip_seconds", "batch_size", "num_workers", "pin_memory", "skip_bad_files",
-               "balanced_sampler")
+LOADER_KEYS = ("sample_rate", "clip_seconds", "batch_size", "eval_batch_size", "num_workers", "pin_memory",
+               "skip_bad_files", "balanced_sampler")
 
 
 class BankDataset(Dataset):
@@ -128,7 +128,7 @@ class AudioDataModule(L.LightningDataModule):
         else:
             order = SequentialSampler(dataset)
         workers = int(self.loader.get("num_workers", 0))
-        batches = BatchSampler(order, int(self.loader.get("batch_size", 64)), drop_last=False)
+        batches = BatchSampler(order, self.batch_size(train=shuffle), drop_last=False)
         return ResumableDataLoader(  # this rank's shard under DDP; resumable mid-epoch (loading.py)
             dataset,
             sampler=ShardedBatches(batches, train=shuffle),
@@ -137,6 +137,12 @@ class AudioDataModule(L.LightningDataModule):
             pin_memory=bool(self.loader.get("pin_memory", False)),
             persistent_workers=workers > 0,
         )
+
+    def batch_size(self, train: bool) -> int:
+        """Validation and test batches: `eval_batch_size` (no gradients, so larger is cheap);
+        configs from before it existed evaluate with the training batch size."""
+        size = self.loader.get("batch_size", 64)
+        return int(size if train else self.loader.get("eval_batch_size") or size)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -51,3 +51,53 @@ def test_naive_features_equal_the_frontend(tmp_path, name):
     ours = build_frontend(features, 16000).transform(waves)[0]
     assert label == 3
     torch.testing.assert_close(naive, ours, rtol=1e-4, atol=1e-4)
+
+
+def test_train_speed_reports_every_setting(monkeypatch, capsys):
+    """One tiny run: a row per backbone, a cell per setting, a failing setting shown as its error."""
+    from tools.bench import train_speed
+
+    real = train_speed.time_setting
+
+    def channels_last_fails(cfg, bf16, channels_last, compile_, threads, lstm_onednn, args):
+        if channels_last:
+            raise RuntimeError("no NHWC kernel\nsecond line")
+        return real(cfg, bf16, channels_last, compile_, threads, lstm_onednn, args)
+
+    monkeypatch.setattr(train_speed, "time_setting", channels_last_fails)
+    settings = ["fp32", "bf16-mixed", "bf16-mixed, oneDNN LSTM", "channels_last", "fp32 2 threads"]
+    results = train_speed.main(["--backbones", "tf_cnn", "--settings", *settings, "--no-best", "--windows", "2",
+                                "--steps", "1", "--warmup", "1", "--batch-size", "4", "--quiet"])
+    [row] = results["rows"]
+    assert row["backbone"] == "tf_cnn" and row["frontend"] == "stft"
+    assert list(row["settings"]) == settings
+    for name in ("fp32", "bf16-mixed", "fp32 2 threads"):
+        cell = row["settings"][name]
+        assert cell["clips_per_s"] > 0 and cell["epoch_s"] > 0 and len(cell["windows"]) == 2, name
+        assert cell["batch_size"] == 4 and cell["sample_rate"] == 8000
+    assert row["settings"]["fp32"]["ratio"] == 1.0
+    assert row["settings"]["channels_last"] == "RuntimeError: no NHWC kernel"
+    assert row["settings"]["bf16-mixed, oneDNN LSTM"] == train_speed.NO_LSTM  # tf_cnn has no LSTM
+    out = capsys.readouterr().out
+    assert "| tf_cnn | stft |" in out and "error: RuntimeError: no NHWC kernel" in out
+
+
+@pytest.mark.filterwarnings("ignore:.*self.log")  # no Trainer here: Lightning skips the logging
+@pytest.mark.parametrize("bf16, channels_last", [(False, False), (True, False), (False, True), (True, True)])
+def test_train_speed_step_trains_with_finite_outputs(bf16, channels_last):
+    """The timed step is a real training step in every precision and memory format: the weights
+    move, and the logits stay finite with the fp32 shape."""
+    from tools.bench import train_speed
+
+    torch.manual_seed(0)
+    model, augment, _, _ = train_speed.build(train_speed.compose("tf_cnn"))
+    if channels_last:
+        train_speed.to_channels_last(model)
+    before = [p.detach().clone() for p in model.backbone.parameters()]
+    step = train_speed.make_step(model, augment, model.optimizer_factory(model.parameters()), bf16)
+    waves, labels = train_speed.fake_batches(1, 4, model.hparams.num_samples, seed=0)[0]
+    step(waves, labels)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.backbone.parameters(), strict=True))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(waves)
+    assert logits.shape == (4, 10) and torch.isfinite(logits.float()).all()
