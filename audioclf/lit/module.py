@@ -51,6 +51,7 @@ class AudioClassifier(L.LightningModule):
         spec = dict(backbone)
         self.backbone = build_backbone(spec.pop("name"), num_classes, self.input_shape, **spec)
         self.num_parameters = count_parameters(self.backbone)
+        self.channels_last = False  # set by use_channels_last(); a run-time choice, not a hyperparameter
 
         def scores() -> MetricCollection:
             return MetricCollection({
@@ -74,7 +75,24 @@ class AudioClassifier(L.LightningModule):
         """(B, samples) float in [-1, 1], or int16 PCM as the clip bank stores it -> logits."""
         if not waves.is_floating_point():
             waves = waves.float() / 32768
-        return self.backbone(self.frontend(waves))
+        return self.backbone(self.backbone_layout(self.frontend(waves)))
+
+    def use_channels_last(self) -> None:
+        """Conv weights and 4-D feature batches in channels_last (NHWC) memory layout, for backbones
+        with 2-D convolutions (oneDNN's preferred layout); other backbones are left as they are."""
+        if any(isinstance(m, torch.nn.Conv2d) for m in self.backbone.modules()):
+            self.channels_last = True
+            self.backbone.to(memory_format=torch.channels_last)
+
+    def backbone_layout(self, features: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and features.dim() == 4:
+            return features.contiguous(memory_format=torch.channels_last)
+        return features
+
+    def compile_backbone(self) -> None:
+        """torch.compile the backbone in place (nn.Module.compile): its state dict keeps its keys,
+        so checkpoints load into an uncompiled model as before."""
+        self.backbone.compile()
 
     def _step(self, batch, metrics: MetricCollection, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         waves, labels = batch
@@ -101,7 +119,7 @@ class AudioClassifier(L.LightningModule):
         waves, labels = batch
         features, targets = mixup(self.frontend(waves), labels, len(self.class_names),
                                   self.hparams.mixup_alpha)
-        logits = self.backbone(features)
+        logits = self.backbone(self.backbone_layout(features))
         loss = F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
         self.train_metrics.update(logits, targets.argmax(1))
         size = len(labels)

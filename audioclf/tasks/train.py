@@ -25,7 +25,7 @@ from audioclf.data.datamodule import AudioDataModule
 from audioclf.errors import UserError
 from audioclf.lit.distributed import quiet_other_ranks
 from audioclf.lit.module import AudioClassifier
-from audioclf.lit.precision import CpuBf16Lstm
+from audioclf.lit.precision import CpuBf16Lstm, resolve_precision
 from audioclf.lit.resume import AtomicCheckpointIO, ResumeState, finished_run, record_overrides, resolve_ckpt_path
 from audioclf.report.classification import confusion_figure, write_report
 
@@ -132,11 +132,39 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: 
     callbacks.append(ResumeState())  # random states in checkpoints: exact resume (resume.py)
     callbacks.append(CpuBf16Lstm())  # bf16-mixed on CPU with LSTMs (precision.py)
     extra.setdefault("plugins", [AtomicCheckpointIO()])  # a kill mid-save leaves no half file
+    node = trainer_node(cfg)
     try:
-        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+        return instantiate(node, callbacks=callbacks, logger=loggers or False, **extra)
     except (TypeError, ValueError) as error:
         message = str(error).splitlines()[0]
         raise UserError(f"the trainer config is invalid ({message}): check the trainer.* overrides") from None
+
+
+# our trainer keys, applied to the model before fit (apply_speed_options); Lightning's Trainer does not take them
+SPEED_KEYS = ("compile", "channels_last")
+
+
+def trainer_node(cfg: DictConfig) -> dict[str, Any]:
+    """`cfg.trainer` for Lightning: precision=auto resolved (one line says what it chose), our own keys left out."""
+    node = to_dict(cfg.trainer)
+    for key in SPEED_KEYS:
+        node.pop(key, None)
+    with config_errors("trainer", node):
+        precision, why = resolve_precision(node.get("precision", "32-true"), str(node.get("accelerator", "auto")))
+    if node.get("precision") == "auto":
+        opt_out = "; opt out with trainer.precision=32-true" if precision != "32-true" else ""
+        log.info(f"precision: {precision} (trainer.precision=auto: {why}){opt_out}")
+    node["precision"] = precision
+    return node
+
+
+def apply_speed_options(cfg: DictConfig, model: AudioClassifier) -> None:
+    """trainer.channels_last and trainer.compile (both off by default: experiments/benchmark/README.md)."""
+    if cfg.trainer.get("channels_last", False):
+        model.use_channels_last()
+    if cfg.trainer.get("compile", False):
+        log.info("trainer.compile=true: the backbone is compiled (torch.compile, inductor) at its first batch")
+        model.compile_backbone()
 
 
 def build_loggers(cfg: DictConfig) -> list:
@@ -209,6 +237,7 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     model.frontend.adapt(datamodule.banks["train"].waves)
     trainer = build_trainer(cfg, callbacks)
 
+    apply_speed_options(cfg, model)
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     train_seconds = time.perf_counter() - started
@@ -307,7 +336,7 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, summary: dict[str, float]) 
 
 # data keys that say where the clips are, not what the model learns from
 DATA_PLUMBING = ("source", "root", "url", "sha256", "test_root", "test_sha256", "download", "num_workers",
-                 "pin_memory", "skip_bad_files")
+                 "pin_memory", "skip_bad_files", "eval_batch_size")
 
 
 def run_hparams(cfg: DictConfig) -> dict[str, Any]:
