@@ -97,7 +97,8 @@ def test_two_cpu_processes_make_one_run_dir_and_one_set_of_logs(tmp_path):
         f"paths.cache_dir={tmp_path / 'cache'}",
     ]
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    first_error = result.stderr[result.stderr.find("Traceback"):][:4000]  # every rank's stderr is here
+    assert result.returncode == 0, result.stdout[-2000:] + "\n--- first traceback:\n" + first_error
     assert "Traceback" not in result.stderr
     (run,) = list((tmp_path / "logs" / "runs" / "train").iterdir())
     assert sorted(p.name for p in run.glob("*.log")) == ["train.log"]
