@@ -1,3 +1,0 @@
-"""audioclf: spoken-word and keyword audio classification experiments."""
-
-__version__ = "0.1.0"

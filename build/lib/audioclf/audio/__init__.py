@@ -1,1 +1,0 @@
-"""Batched audio transforms on the device: frontends (framed in ms) and augmentation."""

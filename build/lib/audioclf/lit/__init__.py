@@ -1,1 +1,0 @@
-"""Lightning glue: the LightningModule, our callbacks, checkpoint IO and resume, precision and schedules."""

@@ -1,1 +1,0 @@
-"""Reports: per-run classification reports and figures, sweep tables across runs."""

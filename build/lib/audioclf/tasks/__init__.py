@@ -1,1 +1,0 @@
-"""What a user runs: train, evaluate, predict, export, search, doctor. Each takes a config and returns results."""
