@@ -92,10 +92,15 @@ class InputNorm(nn.Module):
 
     `global`: one mean/std over everything (Keras `Normalization.adapt` on a
     one-channel spectrogram); `per_band`: one per (channel, frequency) row;
-    `none`: identity.
+    `none`: identity. Per clip, with no adapted statistics: `utterance`: one
+    mean/std over each clip's features (instance norm; removes the recording level
+    from log features); `cmvn`: each clip's (channel, frequency) rows standardized
+    over their frames (cepstral mean and variance normalization; also removes a
+    fixed channel colouring such as a microphone's spectral tilt).
     """
 
-    MODES = ("none", "global", "per_band")
+    MODES = ("none", "global", "per_band", "utterance", "cmvn")
+    PER_CLIP = ("utterance", "cmvn")
 
     def __init__(self, mode: str = "global"):
         super().__init__()
@@ -104,7 +109,7 @@ class InputNorm(nn.Module):
         self.mode = mode
         self.register_buffer("mean", torch.zeros(1))
         self.register_buffer("std", torch.ones(1))
-        self.register_buffer("adapted", torch.tensor(mode == "none"))
+        self.register_buffer("adapted", torch.tensor(mode == "none" or mode in self.PER_CLIP))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in ("mean", "std"):  # shapes are known only once adapted
@@ -115,7 +120,7 @@ class InputNorm(nn.Module):
     @torch.no_grad()
     def adapt(self, features: torch.Tensor) -> None:
         """Set mean/std from a (B, C, F, T) batch of training features."""
-        if self.mode == "none":
+        if self.mode == "none" or self.mode in self.PER_CLIP:
             return
         if self.mode == "global":
             self.mean = features.mean().reshape(1)
@@ -128,6 +133,11 @@ class InputNorm(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if self.mode == "none":
             return features
+        if self.mode in self.PER_CLIP:
+            dims = (1, 2, 3) if self.mode == "utterance" else (3,)
+            mean = features.mean(dim=dims, keepdim=True)
+            std = features.std(dim=dims, keepdim=True).clamp_min(1e-5)
+            return (features - mean) / std
         return (features - self.mean) / self.std
 
 
@@ -191,7 +201,7 @@ class Frontend(nn.Module):
     @torch.no_grad()
     def adapt(self, waves_int16: np.ndarray, max_clips: int = 2000, chunk: int = 256) -> None:
         """Adapt the normalization on up to `max_clips` evenly spaced training clips."""
-        if self.norm.mode == "none":
+        if self.norm.mode == "none" or self.norm.mode in InputNorm.PER_CLIP:
             return
         step = max(1, math.ceil(len(waves_int16) / max_clips))
         sample = torch.from_numpy(np.asarray(waves_int16[::step], dtype=np.float32) / 32768)

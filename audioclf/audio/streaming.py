@@ -17,7 +17,7 @@ mfcc, raw_power_mel, phased_stft without pooling in time, waveform), with the ad
 normalization: fixed statistics, applied to each frame as it is computed (in librosa's
 transposed layout, where `per_band` is per frame position, to the assembled window). Cannot
 stream: a hop that is not a multiple of the frame hop, time pooling in phased_stft, a transform
-not known to be frame-wise (a per-clip normalization would be one).
+not known to be frame-wise, a per-clip normalization (`utterance`, `cmvn`).
 
 No registered backbone keeps state between hops with outputs equal to the windowed model
 (WINDOWED_BACKBONES says why, per backbone): `StreamingClassifier` runs the backbone on the
@@ -161,6 +161,9 @@ class StreamingFrontend(nn.Module):
         if not isinstance(frontend.norm, InputNorm):
             raise CannotStream(f"normalization {type(frontend.norm).__name__} is not known to use fixed "
                                "statistics: it cannot stream")
+        if frontend.norm.mode in InputNorm.PER_CLIP:
+            raise CannotStream(f"normalize={frontend.norm.mode} standardizes each window by its own statistics, "
+                               "so a frame's features change with the window")
         self.framing = framing_of(frontend.transform, window)
         self.steps = check_hop(self.framing, hop, sample_rate)
         self.window, self.hop = window, hop

@@ -178,6 +178,8 @@ def test_what_cannot_stream_is_one_line_naming_the_key():
     frontend.transform = torch.nn.Identity()
     with pytest.raises(CannotStream, match="^the Identity frontend is not known to compute frame by frame"):
         StreamingFrontend(frontend, RATE, 1600)
+    with pytest.raises(CannotStream, match=r"^normalize=cmvn standardizes each window by its own statistics"):
+        StreamingFrontend(frontend_of("logmel", normalize="cmvn"), RATE, 1600)
     assert isinstance(CannotStream("x"), ValueError)  # the library's plain ValueError
 
 

@@ -1,0 +1,99 @@
+"""The unseen-speaker ladder: one row per rung, read back from its runs' metrics.json.
+
+    .venv/bin/python experiments/unseen_speakers/ladder.py [LADDER_FOLDER]
+
+LADDER_FOLDER (default logs/multiruns/unseen_speakers/ladder) holds one folder per rung, as
+loso.sh writes it: rung.txt (what changed, then the overrides) and <split>-s<seed>/metrics.json.
+Writes ladder.md and ladder.csv next to this file. LOSO mean: the mean over the six held-out
+speakers of one seed, then mean +- sample std over seeds; a speaker's cell is its mean over
+seeds; worst: the speaker with the lowest such mean. A rung missing jobs is marked and its
+numbers cover the jobs that finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def rung_row(folder: Path) -> dict | None:
+    accs = defaultdict(dict)  # split -> seed -> test acc %
+    seconds = []
+    for metrics_file in sorted(folder.glob("*/metrics.json")):
+        metrics = json.loads(metrics_file.read_text())
+        split = metrics["job"]["split"].removeprefix("speaker=")
+        accs[split][metrics["job"]["seed"]] = 100 * metrics["test/acc"]
+        seconds.append(metrics["train_seconds"])
+        epochs = metrics["epochs"]
+    if not seconds:
+        return None
+    what, overrides = ([*(folder / "rung.txt").read_text().splitlines(), "", ""])[:2]
+    seeds = sorted({seed for split in SPEAKERS for seed in accs.get(split, {})})
+    complete = [s for s in seeds if all(s in accs.get(sp, {}) for sp in SPEAKERS)]
+    loso = [statistics.fmean(accs[sp][s] for sp in SPEAKERS) for s in complete]
+    per_speaker = {sp: statistics.fmean(accs[sp].values()) for sp in SPEAKERS if accs.get(sp)}
+    worst = min(per_speaker, key=per_speaker.get) if per_speaker else ""
+    official = list(accs.get("official", {}).values())
+    jobs = sum(len(v) for v in accs.values())
+    expected = len(seeds) * (len(SPEAKERS) + 1)
+    return {
+        "rung": folder.name,
+        "what changed": what,
+        "overrides": overrides,
+        "LOSO mean %": mean_std(loso)[0] if loso else float("nan"),
+        "LOSO std %": mean_std(loso)[1] if loso else float("nan"),
+        "worst speaker": worst,
+        "worst %": per_speaker.get(worst, float("nan")),
+        **{f"{sp} %": per_speaker.get(sp, float("nan")) for sp in SPEAKERS},
+        "official %": mean_std(official)[0] if official else float("nan"),
+        "official std %": mean_std(official)[1] if official else float("nan"),
+        "seeds": len(complete),
+        "epochs": epochs,
+        "train s/job": statistics.fmean(seconds),
+        "jobs": f"{jobs}/{expected}" if jobs < expected else str(jobs),
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    header = ("| rung | what changed | LOSO mean ± std % | worst speaker | " + " | ".join(SPEAKERS)
+              + " | official ± std % | seeds | epochs | train s/job |")
+    lines = [header, "|---|---|---:|---|" + "---:|" * len(SPEAKERS) + "---:|---:|---:|---:|"]
+    for r in rows:
+        incomplete = f" (jobs {r['jobs']})" if "/" in r["jobs"] else ""
+        lines.append(
+            f"| {r['rung']}{incomplete} | {r['what changed']} | {r['LOSO mean %']:.1f} ± {r['LOSO std %']:.1f} | "
+            f"{r['worst speaker']} {r['worst %']:.1f} | "
+            + " | ".join(f"{r[f'{sp} %']:.1f}" for sp in SPEAKERS)
+            + f" | {r['official %']:.1f} ± {r['official std %']:.1f} | {r['seeds']} | {r['epochs']} | "
+            f"{r['train s/job']:.0f} |"
+        )
+    lines += ["", "Overrides per rung (on top of `data=fsdd`, bf16-mixed on the CPU):", ""]
+    lines += [f"- {r['rung']}: `{r['overrides']}`" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(ladder: Path) -> None:
+    rows = [row for folder in sorted(p for p in ladder.iterdir() if p.is_dir()) if (row := rung_row(folder))]
+    if not rows:
+        sys.exit(f"error: no finished runs under {ladder}: run experiments/unseen_speakers/loso.sh first")
+    out = Path(__file__).parent
+    with open(out / "ladder.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+    (out / "ladder.md").write_text(markdown(rows))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "logs/multiruns/unseen_speakers/ladder"))

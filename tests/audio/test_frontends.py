@@ -1,0 +1,60 @@
+"""Input normalization: adapted statistics vs per-clip (`utterance`, `cmvn`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from audioclf.audio.frontends import InputNorm, build_frontend
+
+
+def features(seed=0):
+    return torch.randn(4, 1, 10, 30, generator=torch.Generator().manual_seed(seed)) * 3 + 1
+
+
+def test_cmvn_removes_any_fixed_per_band_colouring_of_each_clip():
+    norm = InputNorm("cmvn")
+    clips = features()
+    colouring = torch.randn(4, 1, 10, 1) * 5  # a different microphone tilt and level per clip
+    assert torch.allclose(norm(clips + colouring), norm(clips), atol=1e-5)
+    out = norm(clips)
+    assert torch.allclose(out.mean(dim=3), torch.zeros(4, 1, 10), atol=1e-5)
+    assert torch.allclose(out.std(dim=3), torch.ones(4, 1, 10), atol=1e-4)
+
+
+def test_utterance_removes_each_clips_level_but_keeps_its_band_shape():
+    norm = InputNorm("utterance")
+    clips = features()
+    level = torch.tensor([-4.0, 0.0, 2.0, 7.0]).reshape(4, 1, 1, 1)
+    assert torch.allclose(norm(clips + level), norm(clips), atol=1e-5)
+    tilted = clips + torch.linspace(0, 6, 10).reshape(1, 1, 10, 1)
+    assert not torch.allclose(norm(tilted), norm(clips), atol=1e-2)  # a tilt is not a level: it stays
+    assert torch.allclose(norm(clips).mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-5)
+
+
+def test_per_clip_modes_need_no_adaptation_and_save_no_statistics():
+    for mode in InputNorm.PER_CLIP:
+        frontend = build_frontend({"name": "logmel", "normalize": mode}, 8000)
+        assert bool(frontend.norm.adapted)
+        frontend.adapt(np.random.default_rng(0).integers(-3000, 3000, (8, 8000)).astype(np.int16))
+        assert frontend.norm.mean.shape == (1,) and float(frontend.norm.mean) == 0.0
+        restored = build_frontend({"name": "logmel", "normalize": mode}, 8000)
+        restored.load_state_dict(frontend.state_dict())
+        waves = torch.randn(2, 8000) * 0.1
+        assert torch.equal(restored(waves), frontend(waves))
+
+
+def test_log_mel_cmvn_is_blind_to_recording_gain():
+    frontend = build_frontend({"name": "logmel", "normalize": "cmvn"}, 8000).eval()
+    waves = torch.randn(2, 8000, generator=torch.Generator().manual_seed(1)) * 0.1
+    assert torch.allclose(frontend(waves), frontend(waves * 0.25), atol=1e-2)  # up to the log floor (1e-6)
+    global_norm = build_frontend({"name": "logmel", "normalize": "global"}, 8000).eval()
+    global_norm.adapt((waves.numpy() * 32768).astype(np.int16))
+    assert not torch.allclose(global_norm(waves), global_norm(waves * 0.25), atol=1e-1)
+
+
+def test_unknown_mode_names_the_choices():
+    with pytest.raises(ValueError, match="^normalize=clip is unknown: use one of none, global, per_band, "
+                                         "utterance, cmvn$"):
+        InputNorm("clip")
