@@ -25,6 +25,7 @@ from audioclf.data.sources import Source
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
 from audioclf.lit.module import AudioClassifier
+from audioclf.lit.precision import CpuBf16Lstm
 from audioclf.report.classification import write_report
 from audioclf.report.detection import (
     det_figure,
@@ -34,6 +35,7 @@ from audioclf.report.detection import (
     write_detection_report,
 )
 from audioclf.tasks.stream import DEFAULT_THRESHOLD, detect, window_probabilities
+from audioclf.tasks.train import trainer_node
 
 
 class ProbabilityCollector(L.Callback):
@@ -88,8 +90,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     loader = {"train": datamodule.train_dataloader, "val": datamodule.val_dataloader,
               "test": datamodule.test_dataloader}[split]()
     collector = ProbabilityCollector()
+    # the training precision (trainer.precision=auto: bf16-mixed on native-bf16 hardware), so a val split
+    # scores as it did in training and the saved thresholds reproduce
+    precision = trainer_node(cfg)["precision"]
     trainer = L.Trainer(accelerator=cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,
-                        enable_checkpointing=False, enable_model_summary=False, callbacks=[collector])
+                        precision=precision, enable_checkpointing=False, enable_model_summary=False,
+                        callbacks=[collector, CpuBf16Lstm()])
     model.test_confusion.reset()
     results = trainer.test(model, dataloaders=loader, verbose=False)[0]
     probabilities, labels = collector.result()

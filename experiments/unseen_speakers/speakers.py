@@ -94,7 +94,7 @@ def main(root: Path) -> None:
         cells = [
             f"{f.format(row[k])} ({f.format(row[k + '_p10'])}..{f.format(row[k + '_p90'])})"
             if k not in ("dc",) else f.format(row[k])
-            for k, f in zip(keys, fmt)
+            for k, f in zip(keys, fmt, strict=True)
         ]
         lines.append(f"| {row['speaker']} | {row['clips']} | " + " | ".join(cells) + " |")
     note = (f"Median per speaker (10th..90th percentile over its clips); voiced = frames within "
