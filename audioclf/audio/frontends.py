@@ -92,7 +92,8 @@ class InputNorm(nn.Module):
 
     `global`: one mean/std over everything (Keras `Normalization.adapt` on a
     one-channel spectrogram); `per_band`: one per (channel, frequency) row;
-    `none`: identity. Per clip, with no adapted statistics: `utterance`: one
+    `none`: identity. Per clip, with no adapted statistics (over the clip's frames
+    above its quietest level, so zero padding does not count): `utterance`: one
     mean/std over each clip's features (instance norm; removes the recording level
     from log features); `cmvn`: each clip's (channel, frequency) rows standardized
     over their frames (cepstral mean and variance normalization; also removes a
@@ -134,11 +135,21 @@ class InputNorm(nn.Module):
         if self.mode == "none":
             return features
         if self.mode in self.PER_CLIP:
-            dims = (1, 2, 3) if self.mode == "utterance" else (3,)
-            mean = features.mean(dim=dims, keepdim=True)
-            std = features.std(dim=dims, keepdim=True).clamp_min(1e-5)
-            return (features - mean) / std
+            return self.per_clip(features)
         return (features - self.mean) / self.std
+
+    def per_clip(self, features: torch.Tensor) -> torch.Tensor:
+        """Standardize by each clip's statistics over its frames above its quietest level: the
+        zero padding of a short clip does not count, so the statistics do not depend on its length."""
+        level = features.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1, T)
+        floor, top = level.amin(dim=3, keepdim=True), level.amax(dim=3, keepdim=True)
+        weight = ((level > floor + 1e-3 * (top - floor)) | (top <= floor)).to(features.dtype)
+        dims = (1, 2, 3) if self.mode == "utterance" else (3,)
+        weight = weight.expand_as(features)
+        count = weight.sum(dim=dims, keepdim=True)
+        mean = (features * weight).sum(dim=dims, keepdim=True) / count
+        variance = ((features - mean) ** 2 * weight).sum(dim=dims, keepdim=True) / (count - 1).clamp_min(1)
+        return (features - mean) / variance.sqrt().clamp_min(1e-5)
 
 
 class SpecAugment(nn.Module):

@@ -47,8 +47,9 @@ def main(rung: Path, out: Path) -> None:
     for metrics_file in sorted(rung.glob("*/metrics.json")):
         runs[json.loads(metrics_file.read_text())["job"]["split"]].append(metrics_file.parent)
     what = (rung / "rung.txt").read_text().splitlines()
-    (out).mkdir(parents=True, exist_ok=True)
-    (out / "rung.txt").write_text(f"ensemble: softmax mean of {rung.name}'s seeds\n{what[1] if len(what) > 1 else ''}\n")
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = what[1] if len(what) > 1 else ""
+    (out / "rung.txt").write_text(f"ensemble: softmax mean of {rung.name}'s seeds\n{overrides}\n")
     for split, folders in sorted(runs.items()):
         members = [probabilities(best_checkpoint(folder)) for folder in folders]
         labels = members[0][1]

@@ -8,17 +8,24 @@ import torch
 
 from audioclf.audio.frontends import InputNorm, build_frontend
 
+FLOOR = -13.8  # log(1e-6): the log-mel of zero padding
+SPEECH = slice(0, 25)  # frames 25-29 are padding
+
 
 def features(seed=0):
-    return torch.randn(4, 1, 10, 30, generator=torch.Generator().manual_seed(seed)) * 3 + 1
+    clips = torch.randn(4, 1, 10, 30, generator=torch.Generator().manual_seed(seed)) * 3 + 1
+    clips[..., 25:] = FLOOR
+    return clips
 
 
 def test_cmvn_removes_any_fixed_per_band_colouring_of_each_clip():
     norm = InputNorm("cmvn")
     clips = features()
     colouring = torch.randn(4, 1, 10, 1) * 5  # a different microphone tilt and level per clip
-    assert torch.allclose(norm(clips + colouring), norm(clips), atol=1e-5)
-    out = norm(clips)
+    coloured = clips.clone()
+    coloured[..., SPEECH] += colouring
+    assert torch.allclose(norm(coloured)[..., SPEECH], norm(clips)[..., SPEECH], atol=1e-5)
+    out = norm(clips)[..., SPEECH]  # statistics over the frames above the padding floor
     assert torch.allclose(out.mean(dim=3), torch.zeros(4, 1, 10), atol=1e-5)
     assert torch.allclose(out.std(dim=3), torch.ones(4, 1, 10), atol=1e-4)
 
@@ -26,11 +33,12 @@ def test_cmvn_removes_any_fixed_per_band_colouring_of_each_clip():
 def test_utterance_removes_each_clips_level_but_keeps_its_band_shape():
     norm = InputNorm("utterance")
     clips = features()
-    level = torch.tensor([-4.0, 0.0, 2.0, 7.0]).reshape(4, 1, 1, 1)
-    assert torch.allclose(norm(clips + level), norm(clips), atol=1e-5)
+    louder = clips.clone()
+    louder[..., SPEECH] += torch.tensor([-4.0, 0.0, 2.0, 7.0]).reshape(4, 1, 1, 1)
+    assert torch.allclose(norm(louder)[..., SPEECH], norm(clips)[..., SPEECH], atol=1e-5)
     tilted = clips + torch.linspace(0, 6, 10).reshape(1, 1, 10, 1)
     assert not torch.allclose(norm(tilted), norm(clips), atol=1e-2)  # a tilt is not a level: it stays
-    assert torch.allclose(norm(clips).mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(norm(clips)[..., SPEECH].mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-5)
 
 
 def test_per_clip_modes_need_no_adaptation_and_save_no_statistics():
@@ -58,3 +66,14 @@ def test_unknown_mode_names_the_choices():
     with pytest.raises(ValueError, match="^normalize=clip is unknown: use one of none, global, per_band, "
                                          "utterance, cmvn$"):
         InputNorm("clip")
+
+
+def test_per_clip_statistics_ignore_zero_padding_so_clip_length_does_not_matter():
+    frontend = build_frontend({"name": "logmel", "normalize": "cmvn"}, 8000).eval()
+    word = torch.randn(1, 3000, generator=torch.Generator().manual_seed(2)) * 0.1
+    short = torch.nn.functional.pad(word, (0, 5000))  # a 375 ms clip padded to 1 s, as the clip bank does
+    longer = torch.nn.functional.pad(word, (0, 1000))
+    frames = 3000 // 80 - 1  # frames whose window holds no padding
+    assert torch.allclose(frontend(short)[..., 2:frames], frontend(longer)[..., 2:frames], atol=1e-4)
+    silent = InputNorm("cmvn")(torch.full((1, 1, 4, 10), -13.8))
+    assert torch.isfinite(silent).all()
