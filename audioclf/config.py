@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from audioclf.errors import UserError
@@ -171,6 +173,7 @@ def check_group_choices(argv: list[str]) -> None:
 
     Runs before Hydra, whose own message for this spans a screen.
     """
+    check_override_syntax(argv)
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
         folder = CONF_DIR / key
@@ -182,6 +185,22 @@ def check_group_choices(argv: list[str]) -> None:
                 raise UserError(f"{key}={choice} is not a config in audioclf/conf/{key}/: "
                                 f"choose one of {', '.join(options)}")
     check_feature_keys(argv)
+
+
+def check_override_syntax(argv: list[str]) -> None:
+    """Reject a `key=value` argument Hydra cannot parse, naming it and the fix (Hydra's own message,
+    e.g. "mismatched input '=' expecting <EOF>", names neither)."""
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            parser.parse_override(arg)
+        except HydraException as error:
+            key, _, value = arg.partition("=")
+            reason = str(error).splitlines()[0]
+            raise UserError(f"{arg} is not a valid override ({reason}): quote the value for Hydra and the "
+                            f"shell, \"{key}='{value}'\"") from None
 
 
 def check_feature_keys(argv: list[str]) -> None:

@@ -254,6 +254,19 @@ def test_a_features_key_the_frontend_lacks_is_named_before_hydra(args, message):
     check_group_choices(["features=logmel", "features.n_mels=64"])
 
 
+def test_an_unquoted_value_holding_an_equals_sign_names_the_quoting_fix():
+    with pytest.raises(UserError, match=r"""^data.split=speaker=theo is not a valid override \(mismatched input """
+                                        r"""'=' expecting <EOF>\): quote the value for Hydra and the shell, """
+                                        r""""data.split='speaker=theo'"$"""):
+        check_group_choices(["data=fsdd", "data.split=speaker=theo"])
+    check_group_choices(["data=fsdd", "data.split='speaker=theo'", "augment.speed=[0.9,1.1]", "-m", "--cfg", "job"])
+
+
+def test_cli_unquoted_equals_sign(tmp_path):
+    one_line_error(audioclf(tmp_path, "eval", "ckpt_path=runs/a=1.ckpt"),
+                   "ckpt_path=runs/a=1.ckpt is not a valid override")
+
+
 def test_cli_features_key_the_frontend_lacks(tmp_path):
     one_line_error(audioclf(tmp_path, "train", "features.n_mels=40"),
                    "features.n_mels is not a key of features=stft")
