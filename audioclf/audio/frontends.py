@@ -92,8 +92,8 @@ class InputNorm(nn.Module):
 
     `global`: one mean/std over everything (Keras `Normalization.adapt` on a
     one-channel spectrogram); `per_band`: one per (channel, frequency) row;
-    `none`: identity. Per clip, with no adapted statistics (over the clip's frames
-    above its quietest level, so zero padding does not count): `utterance`: one
+    `none`: identity. Per clip, with no adapted statistics (over the clip's speech,
+    see `per_clip`; silence and padding do not count): `utterance`: one
     mean/std over each clip's features (instance norm; removes the recording level
     from log features); `cmvn`: each clip's (channel, frequency) rows standardized
     over their frames (cepstral mean and variance normalization; also removes a
@@ -139,11 +139,13 @@ class InputNorm(nn.Module):
         return (features - self.mean) / self.std
 
     def per_clip(self, features: torch.Tensor) -> torch.Tensor:
-        """Standardize by each clip's statistics over its frames above its quietest level: the
-        zero padding of a short clip does not count, so the statistics do not depend on its length."""
+        """Standardize by each clip's statistics over its speech: the frames in the upper half of its
+        level range (for log features; the mean over bands is the level). Zero padding and leading or
+        trailing silence do not count, so the statistics depend neither on the clip's length nor on
+        how much silence its recording kept."""
         level = features.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1, T)
         floor, top = level.amin(dim=3, keepdim=True), level.amax(dim=3, keepdim=True)
-        weight = ((level > floor + 1e-3 * (top - floor)) | (top <= floor)).to(features.dtype)
+        weight = ((level >= (floor + top) / 2) | (top <= floor)).to(features.dtype)
         dims = (1, 2, 3) if self.mode == "utterance" else (3,)
         weight = weight.expand_as(features)
         count = weight.sum(dim=dims, keepdim=True)

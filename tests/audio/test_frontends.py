@@ -25,7 +25,7 @@ def test_cmvn_removes_any_fixed_per_band_colouring_of_each_clip():
     coloured = clips.clone()
     coloured[..., SPEECH] += colouring
     assert torch.allclose(norm(coloured)[..., SPEECH], norm(clips)[..., SPEECH], atol=1e-5)
-    out = norm(clips)[..., SPEECH]  # statistics over the frames above the padding floor
+    out = norm(clips)[..., SPEECH]  # statistics over the speech frames, not the padding
     assert torch.allclose(out.mean(dim=3), torch.zeros(4, 1, 10), atol=1e-5)
     assert torch.allclose(out.std(dim=3), torch.ones(4, 1, 10), atol=1e-4)
 
@@ -68,12 +68,18 @@ def test_unknown_mode_names_the_choices():
         InputNorm("clip")
 
 
-def test_per_clip_statistics_ignore_zero_padding_so_clip_length_does_not_matter():
+def test_per_clip_statistics_ignore_zero_padding_and_silence_so_clip_length_does_not_matter():
     frontend = build_frontend({"name": "logmel", "normalize": "cmvn"}, 8000).eval()
     word = torch.randn(1, 3000, generator=torch.Generator().manual_seed(2)) * 0.1
     short = torch.nn.functional.pad(word, (0, 5000))  # a 375 ms clip padded to 1 s, as the clip bank does
     longer = torch.nn.functional.pad(word, (0, 1000))
     frames = 3000 // 80 - 1  # frames whose window holds no padding
     assert torch.allclose(frontend(short)[..., 2:frames], frontend(longer)[..., 2:frames], atol=1e-4)
+    room_noise = torch.randn(2400, generator=torch.Generator().manual_seed(3)) * 1e-4
+    lead_in = torch.cat([room_noise[-800:], word[0], torch.zeros(4200)])[None]  # 100 ms of a quiet room first
+    long_lead_in = torch.cat([room_noise, word[0], torch.zeros(2600)])[None]  # 300 ms
+    shift = (2400 - 800) // 80
+    assert torch.allclose(frontend(lead_in)[..., 10 - 2:10 + frames],
+                          frontend(long_lead_in)[..., 10 - 2 + shift:10 + frames + shift], atol=1e-4)
     silent = InputNorm("cmvn")(torch.full((1, 1, 4, 10), -13.8))
     assert torch.isfinite(silent).all()
