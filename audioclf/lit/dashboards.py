@@ -31,8 +31,8 @@ class Dashboards(L.Callback):
 
     - `chart_layout`: the custom-scalars layout above, once per run;
     - `class_recall`: every validation epoch, the recall of each class as `val_recall/<class>`;
-    - `confusion_every_n_epochs`: every N validation epochs the confusion matrix image
-      `val/confusion_matrix` (0: never);
+    - `confusion_every_n_epochs`: every N validation epochs and at the last epoch the confusion
+      matrix image `val/confusion_matrix` (0: never);
     - `errors_k`: after testing, the k test clips misclassified with the highest confidence,
       each as `test_errors/<rank>_true=<label>_pred=<label>/audio` and `.../features`, the image of the
       model's input features (0: none).
@@ -56,7 +56,8 @@ class Dashboards(L.Callback):
         board = tensorboard(trainer)
         confusion_metric = getattr(pl_module, "val_confusion", None)
         every = self.confusion_every_n_epochs
-        draw = every > 0 and (trainer.current_epoch + 1) % every == 0
+        epoch = trainer.current_epoch + 1
+        draw = every > 0 and (epoch % every == 0 or epoch == trainer.max_epochs)  # and the last epoch
         if trainer.sanity_checking or board is None or confusion_metric is None or not (draw or self.class_recall):
             return
         confusion = confusion_metric.compute().cpu().numpy()  # every rank: DDP syncs here

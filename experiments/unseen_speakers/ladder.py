@@ -60,14 +60,24 @@ def rung_row(folder: Path) -> dict | None:
         "seeds": len(complete),
         "epochs": epochs,
         "train s/job": statistics.fmean(seconds),
+        "wall": wall_time(folder),
         "jobs": f"{jobs}/{expected}" if jobs < expected else str(jobs),
     }
 
 
+def wall_time(folder: Path) -> str:
+    """The rung's wall time as loso.sh recorded it (its last pass), e.g. '31 min, JOBS=1'."""
+    path = folder / "wall.txt"
+    if not path.is_file():
+        return "-"
+    seconds, _, rest = path.read_text().splitlines()[-1].partition(" s wall, ")
+    return f"{int(seconds) / 60:.0f} min, JOBS={rest.split(' jobs')[0]}"
+
+
 def markdown(rows: list[dict]) -> str:
     header = ("| rung | what changed | LOSO mean ± std % | worst speaker | " + " | ".join(SPEAKERS)
-              + " | official ± std % | seeds | epochs | train s/job |")
-    lines = [header, "|---|---|---:|---|" + "---:|" * len(SPEAKERS) + "---:|---:|---:|---:|"]
+              + " | official ± std % | seeds | epochs | train s/job | wall |")
+    lines = [header, "|---|---|---:|---|" + "---:|" * len(SPEAKERS) + "---:|---:|---:|---:|---:|"]
     for r in rows:
         incomplete = f" (jobs {r['jobs']})" if "/" in r["jobs"] else ""
         lines.append(
@@ -75,7 +85,7 @@ def markdown(rows: list[dict]) -> str:
             f"{r['worst speaker']} {r['worst %']:.1f} | "
             + " | ".join(f"{r[f'{sp} %']:.1f}" for sp in SPEAKERS)
             + f" | {r['official %']:.1f} ± {r['official std %']:.1f} | {r['seeds']} | {r['epochs']} | "
-            f"{r['train s/job']:.0f} |"
+            f"{r['train s/job']:.0f} | {r['wall']} |"
         )
     lines += ["", "Overrides per rung (on top of `data=fsdd`, bf16-mixed on the CPU):", ""]
     lines += [f"- {r['rung']}: `{r['overrides']}`" for r in rows]
