@@ -70,6 +70,13 @@ def bf16_cpu(monkeypatch):
     return set_answer
 
 
+def test_auto_is_the_default_except_where_the_precision_study_kept_fp32(tmp_path):
+    assert compose_config(tmp_path, []).trainer.precision == "auto"
+    assert compose_config(tmp_path, ["model=bcresnet"]).trainer.precision == "auto"
+    assert compose_config(tmp_path, ["model=matchboxnet"]).trainer.precision == "32-true"
+    assert compose_config(tmp_path, ["model=matchboxnet", "trainer.precision=auto"]).trainer.precision == "auto"
+
+
 def test_auto_resolves_and_our_keys_do_not_reach_lightning(tmp_path):
     cfg = compose_config(tmp_path, ["trainer.accelerator=cpu", "trainer.precision=auto"])
     node = train.trainer_node(cfg)
