@@ -115,6 +115,7 @@ class WaveAugment(nn.Module):
         silence_label: int | None = None,
         white_noise_db: tuple[float, float] | None = None,
         white_noise_prob: float = 1.0,
+        tilt: tuple[float, float] = (0.0, 0.0),
     ):
         super().__init__()
         if noise_mode not in ("volume", "snr"):
@@ -128,12 +129,17 @@ class WaveAugment(nn.Module):
         self.silence_volume = tuple(silence_volume)
         self.white_noise_db = tuple(white_noise_db) if white_noise_db else None
         self.white_noise_prob = white_noise_prob
+        self.tilt = tuple(tilt)
+        if not all(-1.0 < a < 1.0 for a in self.tilt):
+            raise ValueError(f"tilt={list(self.tilt)} must lie inside (-1, 1): it is a first-order filter coefficient")
         # `_silence_` clips get a fresh noise crop at every step instead of their fixed bank crop
         self.silence_label = silence_label if fresh_silence and noise_bank is not None else None
 
     def forward(self, waves: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         waves = self.speed(waves)
         waves = self.shift(waves)
+        if self.tilt != (0.0, 0.0):
+            waves = self.tilt_spectrum(waves)
         if self.gain_db != (0.0, 0.0):
             gain = uniform(*self.gain_db, len(waves), waves.device)
             waves = waves * 10 ** (gain / 20)
@@ -144,6 +150,13 @@ class WaveAugment(nn.Module):
         if self.white_noise_db is not None:
             waves = self.add_white_noise(waves)
         return waves
+
+    def tilt_spectrum(self, waves: torch.Tensor) -> torch.Tensor:
+        """A random microphone colouring: y[n] = x[n] - a x[n-1] with a drawn in `tilt` per clip
+        (a > 0 brightens like pre-emphasis: 0.7 is -10 dB at 0 Hz and +5 dB at Nyquist; a < 0 darkens)."""
+        a = uniform(*self.tilt, len(waves), waves.device)
+        previous = torch.nn.functional.pad(waves[:, :-1], (1, 0))
+        return waves - a * previous
 
     def add_white_noise(self, waves: torch.Tensor) -> torch.Tensor:
         """Gaussian noise of a level drawn in `white_noise_db` (dB full scale: -46 dB is a standard

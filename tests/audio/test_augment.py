@@ -111,6 +111,24 @@ def test_gain_range():
     assert gain_db.min() < -5.9 and gain_db.max() > 5.9
 
 
+def test_tilt_is_a_first_order_filter_that_brightens_or_darkens_each_clip():
+    torch.manual_seed(0)
+    waves = torch.randn(400, RATE)
+    out = WaveAugment(RATE, tilt=(-0.7, 0.7))(waves)
+    previous = waves[:, :-1]
+    a = ((waves[:, 1:] - out[:, 1:]) * previous).sum(dim=1, keepdim=True) / (previous**2).sum(dim=1, keepdim=True)
+    assert torch.allclose(out[:, 1:], waves[:, 1:] - a * previous, atol=1e-5)  # y[n] = x[n] - a x[n-1], one a a clip
+    assert torch.equal(out[:, 0], waves[:, 0])
+    assert a.min() >= -0.7 - 1e-4 and a.max() <= 0.7 + 1e-4 and a.min() < -0.6 and a.max() > 0.6
+    spectrum = torch.fft.rfft(out, dim=1).abs() ** 2
+    low, high = spectrum[:, 1 : RATE // 8].mean(dim=1), spectrum[:, 3 * RATE // 8 :].mean(dim=1)
+    tilt_db = 10 * torch.log10(high / low)  # white input: the filter's own high/low balance
+    assert (tilt_db[a[:, 0] > 0.5] > 6).all() and (tilt_db[a[:, 0] < -0.5] < -6).all()
+    assert torch.equal(WaveAugment(RATE)(waves), waves)
+    with pytest.raises(ValueError, match=r"^tilt=\[0.5, 1.0\] must lie inside \(-1, 1\)"):
+        WaveAugment(RATE, tilt=(0.5, 1.0))
+
+
 def runs(mask: torch.Tensor) -> list[int]:
     """Lengths of the runs of True in a 1-D boolean tensor."""
     edges = torch.diff(torch.cat([torch.zeros(1), mask.float(), torch.zeros(1)]))
