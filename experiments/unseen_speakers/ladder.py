@@ -7,7 +7,8 @@ loso.sh writes it: rung.txt (what changed, then the overrides) and <split>-s<see
 Writes ladder.md and ladder.csv next to this file. LOSO mean: the mean over the six held-out
 speakers of one seed, then mean +- sample std over seeds; a speaker's cell is its mean over
 seeds; worst: the speaker with the lowest such mean. A rung missing jobs is marked and its
-numbers cover the jobs that finished.
+numbers cover the jobs that finished. An ensemble.py rung is one ensemble per split (no std);
+its train s/job is the members' total.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def rung_row(folder: Path) -> dict | None:
         accs[split][metrics["job"]["seed"]] = 100 * metrics["test/acc"]
         seconds.append(metrics["train_seconds"])
         epochs = metrics["epochs"]
+        members = len(metrics["job"].get("members", []))  # an ensemble.py rung: one ensemble per split
     if not seconds:
         return None
     what, overrides = ([*(folder / "rung.txt").read_text().splitlines(), "", ""])[:2]
@@ -57,7 +59,7 @@ def rung_row(folder: Path) -> dict | None:
         **{f"{sp} %": per_speaker.get(sp, float("nan")) for sp in SPEAKERS},
         "official %": mean_std(official)[0] if official else float("nan"),
         "official std %": mean_std(official)[1] if official else float("nan"),
-        "seeds": len(complete),
+        "seeds": f"ensemble of {members}" if members else len(complete),
         "epochs": epochs,
         "train s/job": statistics.fmean(seconds),
         "wall": wall_time(folder),
@@ -74,6 +76,11 @@ def wall_time(folder: Path) -> str:
     return f"{int(seconds) / 60:.0f} min, JOBS={rest.split(' jobs')[0]}"
 
 
+def spread(row: dict, name: str) -> str:
+    """' ± std' over seeds; nothing for a single ensemble."""
+    return "" if isinstance(row["seeds"], str) else f" ± {row[f'{name} std %']:.1f}"
+
+
 def markdown(rows: list[dict]) -> str:
     header = ("| rung | what changed | LOSO mean ± std % | worst speaker | " + " | ".join(SPEAKERS)
               + " | official ± std % | seeds | epochs | train s/job | wall |")
@@ -81,10 +88,10 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         incomplete = f" (jobs {r['jobs']})" if "/" in r["jobs"] else ""
         lines.append(
-            f"| {r['rung']}{incomplete} | {r['what changed']} | {r['LOSO mean %']:.1f} ± {r['LOSO std %']:.1f} | "
+            f"| {r['rung']}{incomplete} | {r['what changed']} | {r['LOSO mean %']:.1f}{spread(r, 'LOSO')} | "
             f"{r['worst speaker']} {r['worst %']:.1f} | "
             + " | ".join(f"{r[f'{sp} %']:.1f}" for sp in SPEAKERS)
-            + f" | {r['official %']:.1f} ± {r['official std %']:.1f} | {r['seeds']} | {r['epochs']} | "
+            + f" | {r['official %']:.1f}{spread(r, 'official')} | {r['seeds']} | {r['epochs']} | "
             f"{r['train s/job']:.0f} | {r['wall']} |"
         )
     lines += ["", "Overrides per rung (on top of `data=fsdd`, bf16-mixed on the CPU):", ""]
