@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -179,6 +180,9 @@ def build_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
+MAX_NAME = 120
+
+
 def multirun_job_name() -> str:
     """A multirun job's values of the keys its sweep varies, e.g. `model=crnn,seed=1` (all of
     its overrides but paths when the sweep file is missing); "" outside a multirun."""
@@ -189,7 +193,10 @@ def multirun_job_name() -> str:
     swept = swept_keys()
     chosen = [o for o in overrides if override_key(o) in swept]
     chosen = chosen or [o for o in overrides if not override_key(o).startswith(("paths.", "hydra."))]
-    return ",".join(chosen).replace("/", "_") or f"job{hydra_cfg.job.num}"
+    name = ",".join(chosen).replace("/", "_") or f"job{hydra_cfg.job.num}"
+    if len(name) > MAX_NAME:  # a folder name: most file systems stop at 255 bytes
+        name = f"{name[:MAX_NAME - 9]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name
 
 
 def swept_keys() -> set[str]:

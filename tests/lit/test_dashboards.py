@@ -49,7 +49,7 @@ def test_class_recall_reads_rows_as_true_labels():
 def as_multirun_job(cfg, tmp_path: Path, sweep: list[str], job: list[str]) -> None:
     """Make `cfg` look like one job of `train.py -m <sweep>`, with the multirun.yaml Hydra writes."""
     sweep_dir = tmp_path / "sweep"
-    sweep_dir.mkdir()
+    sweep_dir.mkdir(exist_ok=True)
     OmegaConf.save({"hydra": {"overrides": {"task": sweep}}}, sweep_dir / "multirun.yaml")
     with read_write(cfg.hydra), open_dict(cfg):
         cfg.hydra.mode = "MULTIRUN"
@@ -70,6 +70,14 @@ def test_a_multirun_job_is_named_by_the_keys_its_sweep_varies(tmp_path):
     assert all(isinstance(v, bool | int | float | str) for v in hparams.values())
     (tmp_path / "sweep" / "multirun.yaml").unlink()  # no sweep record: every override but paths
     assert train.multirun_job_name() == "model=bcresnet,model.width=3,seed=1,data.root=_x_y"
+    many = [f"+extra.key_{i}=value_{i}" for i in range(30)]  # a one-job -m run: every override names it
+    as_multirun_job(cfg, tmp_path, many, many)
+    (tmp_path / "sweep" / "multirun.yaml").unlink()
+    name = train.multirun_job_name()
+    assert len(name) == train.MAX_NAME and name.startswith("+extra.key_0=value_0,") and "~" in name
+    as_multirun_job(cfg, tmp_path, many[:-1], many[:-1])
+    (tmp_path / "sweep" / "multirun.yaml").unlink()
+    assert train.multirun_job_name() != name  # the hash keeps differing jobs apart
 
 
 def test_hparams_have_the_same_keys_for_every_model(tmp_path):
