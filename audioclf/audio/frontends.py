@@ -102,6 +102,7 @@ class InputNorm(nn.Module):
 
     MODES = ("none", "global", "per_band", "utterance", "cmvn")
     PER_CLIP = ("utterance", "cmvn")
+    ADAPTED = ("global", "per_band")  # the modes whose statistics come from training data
 
     def __init__(self, mode: str = "global"):
         super().__init__()
@@ -110,7 +111,7 @@ class InputNorm(nn.Module):
         self.mode = mode
         self.register_buffer("mean", torch.zeros(1))
         self.register_buffer("std", torch.ones(1))
-        self.register_buffer("adapted", torch.tensor(mode == "none" or mode in self.PER_CLIP))
+        self.register_buffer("adapted", torch.tensor(mode not in self.ADAPTED))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in ("mean", "std"):  # shapes are known only once adapted
@@ -121,7 +122,7 @@ class InputNorm(nn.Module):
     @torch.no_grad()
     def adapt(self, features: torch.Tensor) -> None:
         """Set mean/std from a (B, C, F, T) batch of training features."""
-        if self.mode == "none" or self.mode in self.PER_CLIP:
+        if self.mode not in self.ADAPTED:
             return
         if self.mode == "global":
             self.mean = features.mean().reshape(1)
@@ -214,7 +215,7 @@ class Frontend(nn.Module):
     @torch.no_grad()
     def adapt(self, waves_int16: np.ndarray, max_clips: int = 2000, chunk: int = 256) -> None:
         """Adapt the normalization on up to `max_clips` evenly spaced training clips."""
-        if self.norm.mode == "none" or self.norm.mode in InputNorm.PER_CLIP:
+        if self.norm.mode not in InputNorm.ADAPTED:
             return
         step = max(1, math.ceil(len(waves_int16) / max_clips))
         sample = torch.from_numpy(np.asarray(waves_int16[::step], dtype=np.float32) / 32768)
