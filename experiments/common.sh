@@ -60,3 +60,31 @@ finish() {
         echo "runs: $RUNS"
     } | tee "experiments/$study/run_info.txt"
 }
+
+# run_queue STUDY < lines: train every stdin line "JOB overrides..." as a one-job multirun in
+# $RUNS/JOB/0 (so `python -m audioclf report folder=$RUNS` reads it like a sweep), JOBS at a time
+# (default 2; THREADS=1 each on a shared CPU). A job whose metrics.json exists is skipped and an
+# unfinished one is restarted, so rerunning the study completes it. Each line carries its own data
+# overrides; DEVICE_ARGS and the script's extra overrides are added to every job.
+run_queue() {
+    local study="$1"
+    mkdir -p "$RUNS"
+    export PYTHON RUNS DEVICE_ARGS STUDY="$study" EXTRA_ARGS="${EXTRA[*]}"
+    # shellcheck disable=SC2016  # expanded by the job's own shell
+    xargs -P "${JOBS:-2}" -L 1 bash -c '
+        job="$0"
+        if [[ -f "$RUNS/$job/0/metrics.json" ]]; then echo "have: $job"; exit 0; fi
+        rm -rf "${RUNS:?}/$job"
+        # shellcheck disable=SC2086
+        "$PYTHON" train.py -m task_name="$STUDY" hydra.sweep.dir="$RUNS/$job" $DEVICE_ARGS \
+            trainer.enable_progress_bar=false "$@" $EXTRA_ARGS > "$RUNS/$job.log" 2>&1 \
+            && echo "done: $job $(date +%H:%M)" || echo "FAILED: $job (see $RUNS/$job.log)"
+    '
+}
+
+# Until validation accuracy plateaus: early stopping on val/acc with PATIENCE epochs (default 8)
+# and MAX_EPOCHS (default 40) as the cap. The best checkpoint (by val/acc) is tested.
+converge_args() {
+    echo "callbacks=early_stopping callbacks.early_stopping.patience=${PATIENCE:-8}" \
+        "trainer.max_epochs=${MAX_EPOCHS:-40}"
+}
