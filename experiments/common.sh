@@ -82,9 +82,10 @@ run_queue() {
     '
 }
 
-# Until validation accuracy plateaus: early stopping on val/acc with PATIENCE epochs (default 8)
-# and MAX_EPOCHS (default 40) as the cap. The best checkpoint (by val/acc) is tested.
+# Until validation accuracy plateaus: early stopping on val/acc with PATIENCE epochs (default 8),
+# MAX_EPOCHS (default 40) as the cap and MIN_EPOCHS (default none) as a floor, so an arm stuck at
+# chance early is shown to stay there rather than stopped. The best checkpoint (val/acc) is tested.
 converge_args() {
     echo "callbacks=early_stopping callbacks.early_stopping.patience=${PATIENCE:-8}" \
-        "trainer.max_epochs=${MAX_EPOCHS:-40}"
+        "trainer.max_epochs=${MAX_EPOCHS:-40}${MIN_EPOCHS:+ +trainer.min_epochs=$MIN_EPOCHS}"
 }
