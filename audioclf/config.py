@@ -168,8 +168,8 @@ def config_errors(group: str, node: Any) -> Iterator[None]:
 
 
 def check_group_choices(argv: list[str]) -> None:
-    """Reject `group=option` arguments naming no conf/<group>/<option>.yaml, and `features.<key>=`
-    arguments for a key the chosen frontend lacks, in one line.
+    """Reject `group=option` arguments naming no conf/<group>/<option>.yaml, and `<group>.<key>=`
+    arguments for a key the chosen config of that group lacks, in one line.
 
     Runs before Hydra, whose own message for this spans a screen.
     """
@@ -184,7 +184,7 @@ def check_group_choices(argv: list[str]) -> None:
             if choice.strip() not in options:
                 raise UserError(f"{key}={choice} is not a config in audioclf/conf/{key}/: "
                                 f"choose one of {', '.join(options)}")
-    check_feature_keys(argv)
+    check_group_keys(argv)
 
 
 def check_override_syntax(argv: list[str]) -> None:
@@ -203,25 +203,49 @@ def check_override_syntax(argv: list[str]) -> None:
                             f"shell, \"{key}='{value}'\"") from None
 
 
-def check_feature_keys(argv: list[str]) -> None:
-    """Reject `features.<key>=` for a key the chosen frontend config lacks (Hydra says only "not in
-    struct"; the frontend may be one the model config picked), naming the frontend and its keys."""
-    keys = [arg.partition("=")[0].split(".")[1] for arg in argv if arg.startswith("features.") and "=" in arg]
+def check_group_keys(argv: list[str]) -> None:
+    """Reject `<group>.<key>=` for a key the chosen config of that group lacks (Hydra says only "not
+    in struct"; the choice may be one the model config made), naming the config and its keys."""
+    keys = [(group, key.split("[")[0]) for group, key in map(_group_key, argv) if key]
     if not keys:
         return
-    others = [arg for arg in argv if "=" in arg and not arg.startswith(("features.", "-"))]
+    others = [arg for arg in argv if "=" in arg and not arg.startswith("-") and not _group_key(arg)[1]]
     try:
         cfg = _compose_train(others)
     except Exception:  # noqa: BLE001 - another override is wrong: Hydra reports it
         return
-    choice = cfg.hydra.runtime.choices.get("features")
-    for key in keys:
-        if key in cfg.features:
+    for group, key in keys:
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or key in node:
             continue
-        having = sorted(p.stem for p in (CONF_DIR / "features").glob("*.yaml") if key in OmegaConf.load(p))
-        fix = f"pick features={' or '.join(having)} for {key}" if having else "use one of those"
-        raise UserError(f"features.{key} is not a key of features={choice}, whose keys are "
-                        f"{', '.join(cfg.features)}: {fix}")
+        choice = cfg.hydra.runtime.choices.get(group)
+        raise UserError(f"{group}.{key} is not a key of {group}={choice}, whose keys are "
+                        f"{', '.join(node)}: {_missing_key_fix(group, key)}")
+
+
+def _group_key(arg: str) -> tuple[str, str]:
+    """`trainer.max_epochs=3` -> ("trainer", "max_epochs"); ("", "") for anything but a plain
+    override of a key inside a config group (`+`/`~` overrides add or delete keys on purpose)."""
+    name, sep, _ = arg.partition("=")
+    group, dot, key = name.partition(".")
+    if not sep or not dot or arg.startswith(("+", "~", "-")) or group == "hydra" or not (CONF_DIR / group).is_dir():
+        return "", ""
+    return group, key.split(".")[0]
+
+
+def _group_node(config: DictConfig, group: str) -> DictConfig:
+    """A group option's own keys, whether its file is packaged `_global_` (model: {...}) or not."""
+    node = config.get(group)
+    return node if isinstance(node, DictConfig) else config
+
+
+def _missing_key_fix(group: str, key: str) -> str:
+    having = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if key in _group_node(OmegaConf.load(p), group))
+    if group == "features":
+        return f"pick features={' or '.join(having)} for {key}" if having else "use one of those"
+    if having:
+        return f"pick {group}={' or '.join(having)}, or add the key with +{group}.{key}=<value>"
+    return f"check the spelling, or add the key with +{group}.{key}=<value>"
 
 
 def _compose_train(overrides: list[str]) -> DictConfig:

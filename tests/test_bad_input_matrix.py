@@ -246,12 +246,27 @@ def test_cli_trainer_gpu_without_a_gpu(tmp_path):
                              "win_ms, hop_ms, n_fft, center, normalize: pick features=logmel or "),
     (["features=stft", "features.foo=1"], "features.foo is not a key of features=stft, whose keys are "),
     (["model=kwt", "features.foo=1"], "features.foo is not a key of features=mfcc"),  # the model's frontend
+    (["trainer.limit_train_batches=2"], "trainer.limit_train_batches is not a key of trainer=default, whose keys "),
+    (["optim.momentum=0.9"], "optim.momentum is not a key of optim=adamw, whose keys are _target_, _partial_, lr, "
+                             "weight_decay: pick optim=bcresnet or sgd, or add the key with +optim.momentum=<value>"),
+    (["callbacks.early_stopping.patience=3"], "callbacks.early_stopping is not a key of callbacks=default"),
 ])
-def test_a_features_key_the_frontend_lacks_is_named_before_hydra(args, message):
+def test_a_key_the_chosen_config_lacks_is_named_before_hydra(args, message):
     with pytest.raises(UserError) as error:
         check_group_choices(args)
     assert str(error.value).startswith(message)
-    check_group_choices(["features=logmel", "features.n_mels=64"])
+    assert str(error.value).endswith("=<value>") or args[-1].startswith("features.")
+
+
+@pytest.mark.parametrize("args", [
+    ["features=logmel", "features.n_mels=64"],
+    ["+trainer.limit_train_batches=2", "trainer.max_epochs=3"],
+    ["callbacks=early_stopping", "callbacks.early_stopping.patience=3"],
+    ["model.dropout=0.2", "model=gru_seq2seq"],  # the choice may come after the key
+    ["experiment=fsdd_unseen_speaker", "data.split='speaker=theo'", "hydra.job.chdir=false"],
+])
+def test_keys_of_the_chosen_configs_pass(args):
+    check_group_choices(args)
 
 
 def test_an_unquoted_value_holding_an_equals_sign_names_the_quoting_fix():
@@ -270,6 +285,11 @@ def test_cli_unquoted_equals_sign(tmp_path):
 def test_cli_features_key_the_frontend_lacks(tmp_path):
     one_line_error(audioclf(tmp_path, "train", "features.n_mels=40"),
                    "features.n_mels is not a key of features=stft")
+
+
+def test_cli_trainer_key_the_config_lacks(tmp_path):
+    one_line_error(audioclf(tmp_path, "train", "trainer.limit_train_batches=2"),
+                   "trainer.limit_train_batches is not a key of trainer=default")
 
 
 def test_the_library_raises_value_errors_that_start_with_the_parameter():
