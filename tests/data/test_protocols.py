@@ -15,6 +15,7 @@ import torch
 
 from audioclf.audio.augment import NoiseBank, WaveAugment
 from audioclf.data.clips import load_or_build
+from audioclf.data.datamodule import AudioDataModule
 from audioclf.data.sources import build_source
 from audioclf.data.sources.speech_commands import COMMANDS, SILENCE, UNKNOWN
 from audioclf.errors import UserError
@@ -181,3 +182,17 @@ def test_test_set_problems_are_one_line_errors(downloaded, archives, tmp_path):
         with pytest.raises(UserError, match=message) as error:
             sc(archives, data_dir, root=root, protocol="canonical", **kwargs)
         assert "\n" not in str(error.value)
+
+
+def test_kws12_shares_do_not_follow_the_run_seed(archives, tmp_path):
+    """Every training seed and eval.py (seed 42) must score the same _unknown_/_silence_ clips;
+    only data.split_seed picks another draw."""
+    data = dict(source="speech_commands", root=None, version="v0.02", url=archives["main"].as_uri(),
+                labels="kws12", protocol="lists", unknown_percentage=50.0)
+
+    def test_clips(seed, **extra):
+        module = AudioDataModule({**data, **extra}, data_dir=str(tmp_path), seed=seed)
+        return [(clip.path, clip.start) for clip in module.build_source().clips("test")]
+
+    assert test_clips(0) == test_clips(1) == test_clips(42)
+    assert test_clips(0, split_seed=7) != test_clips(0)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from audioclf.data.datamodule import AudioDataModule
 from audioclf.data.sources import build_source
 from audioclf.data.sources.speech_commands import SILENCE, UNKNOWN
 from audioclf.data.sources.synthetic import WORDS, SyntheticSource
@@ -45,13 +46,24 @@ def test_folder_split_by_ratio_is_seeded_and_disjoint(tmp_path):
     for name in ("dog", "cat"):
         for i in range(10):
             write_wav(tmp_path / name / f"{i}.wav", np.zeros(800, np.float32), 8000)
-    a = build_source("folder", root=str(tmp_path), val_ratio=0.2, test_ratio=0.2, seed=3)
-    b = build_source("folder", root=str(tmp_path), val_ratio=0.2, test_ratio=0.2, seed=3)
+    a = build_source("folder", root=str(tmp_path), val_ratio=0.2, test_ratio=0.2, split_seed=3)
+    b = build_source("folder", root=str(tmp_path), val_ratio=0.2, test_ratio=0.2, split_seed=3)
     paths = {s: {c.path for c in a.clips(s)} for s in ("train", "val", "test")}
     assert [len(paths[s]) for s in ("train", "val", "test")] == [12, 4, 4]
     assert not (paths["train"] & paths["test"]) and not (paths["val"] & paths["test"])
     assert a.clips("test") == b.clips("test")
     assert a.class_names == ["cat", "dog"]
+    other = build_source("folder", root=str(tmp_path), val_ratio=0.2, test_ratio=0.2, split_seed=4)
+    assert other.clips("test") != a.clips("test")
+
+
+def test_folder_split_does_not_follow_the_run_seed(tmp_path):
+    for name in ("dog", "cat"):
+        for i in range(10):
+            write_wav(tmp_path / name / f"{i}.wav", np.zeros(800, np.float32), 8000)
+    data = {"source": "folder", "root": str(tmp_path), "val_ratio": 0.2, "test_ratio": 0.2}
+    tests = [AudioDataModule(dict(data), seed=seed).build_source().clips("test") for seed in (0, 1, 42)]
+    assert tests[0] == tests[1] == tests[2]
 
 
 def test_folder_split_by_list_files(tmp_path):

@@ -18,7 +18,7 @@ class FolderSource(Source):
         root: str | None,
         val_ratio: float = 0.1,
         test_ratio: float = 0.1,
-        seed: int = 0,
+        split_seed: int = 0,
         lists: dict | None = None,
     ):
         if not root:
@@ -40,7 +40,7 @@ class FolderSource(Source):
         if lists:
             self._splits = self._from_lists(lists)
         else:
-            self._splits = self._by_ratio(by_class, val_ratio, test_ratio, seed)
+            self._splits = self._by_ratio(by_class, val_ratio, test_ratio, split_seed)
 
     def clips(self, split: str) -> list[ClipRef]:
         return self._splits[split]

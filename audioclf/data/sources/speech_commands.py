@@ -67,7 +67,7 @@ class SpeechCommandsSource(Source):
         labels: str = "kws12",
         silence_percentage: float = 10.0,
         unknown_percentage: float = 10.0,
-        seed: int = 0,
+        split_seed: int = 0,
         download: bool = True,
         protocol: str = "lists",
         unknown: str = "share",
@@ -95,7 +95,7 @@ class SpeechCommandsSource(Source):
             raise UserError(f"data.unknown_max={unknown_max} is negative: use a count >= 0 or null")
         data_dir = Path(data_dir)
         self.root = locate(root, data_dir / f"speech_commands_{version}", url, sha256, download)
-        self.labels, self.seed = labels, seed
+        self.labels, self.split_seed = labels, split_seed
         self.silence_pct, self.unknown_pct = silence_percentage, unknown_percentage
         self.unknown, self.unknown_max, self.silence = unknown, unknown_max, silence
         words = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name[0] != "_")
@@ -136,7 +136,7 @@ class SpeechCommandsSource(Source):
         clips = [ClipRef(str(p), index[p.parent.name]) for p in files if p.parent.name in index]
         if self.labels != "kws12":
             return clips
-        rng = random.Random(f"{self.seed}:{split}")
+        rng = random.Random(f"{self.split_seed}:{split}")  # not the run seed: every run tests the same clips
         others = [p for p in files if p.parent.name not in index]
         known = len(clips)  # both percentages are of the command clips, as in kws_streaming
         n_unknown = len(others)
@@ -167,7 +167,7 @@ class SpeechCommandsSource(Source):
         return crops
 
     def fingerprint(self) -> str:
-        return f"speech_commands:{self.labels}:{self.seed}"
+        return f"speech_commands:{self.labels}:{self.split_seed}"
 
 
 def locate(root, data_dir: Path, url: str, sha256, download: bool) -> Path:
