@@ -6,7 +6,7 @@
 # default pads to 1 s (32 frames; the median clip is 0.42 s, so mostly trailing silence).
 # Every arm trains until val/acc plateaus (common.sh converge_args: early stopping, PATIENCE 8,
 # MIN_EPOCHS 30 so an arm at chance is shown to stay there, MAX_EPOCHS 60), SEEDS seeds each,
-# JOBS at a time; rerunning skips finished jobs.
+# JOBS at a time; rerunning skips finished jobs. ARMS="raw_frames_0.5s ..." trains only those arms.
 #   experiments/lstm_preprocessing/run.sh [FSDD_RECORDINGS_DIR] [extra overrides]
 THREADS="${THREADS:-1}"
 source "$(dirname "$0")/../common.sh"
@@ -27,6 +27,7 @@ arms() {
 
 for seed in $SEEDS; do
     arms | while read -r name overrides; do
+        [[ -z "${ARMS:-}" || " $ARMS " == *" $name "* ]] || continue
         echo "$name-s$seed seed=$seed $DATA_ARGS model=lstm_fsdd $overrides $(converge_args)"
     done
 done | run_queue lstm_preprocessing

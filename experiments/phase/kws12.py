@@ -4,8 +4,8 @@
 
 Reads every `kws12_<arm>-s<seed>/0` job that run.sh's kws12 part trained: metrics.json and
 test_report.csv (the training run's test of its best checkpoint) and the two false-alarm scans
-eval.py wrote beside them (eval_held_out: noise files training never saw; eval_seen: the files
-its _silence_ clips and noise augmentation were cut from). Writes kws12.md/.csv (mean +- std over
+eval.py wrote for it into `<stamp>_false_alarms/<job>/` (held_out: noise files training never
+saw; seen: the files its _silence_ clips and noise augmentation were cut from). Writes kws12.md/.csv (mean +- std over
 seeds per arm) and kws12_runs.csv (one row per job) into out_dir (default experiments/phase).
 """
 
@@ -44,12 +44,12 @@ def alarms_per_hour(scan: Path) -> tuple[float, int]:
     return per_hour, round(per_hour * metrics["false_alarms/hours"])
 
 
-def job_row(job: Path) -> dict:
+def job_row(job: Path, scans: Path) -> dict:
     arm, seed = re.fullmatch(r"kws12_(\w+)-s(\d+)", job.parent.name).groups()
     metrics = json.loads((job / "metrics.json").read_text())
     recalls = read_recalls(job / "test_report.csv")
-    held_out, held_out_count = alarms_per_hour(job / "eval_held_out")
-    seen, seen_count = alarms_per_hour(job / "eval_seen")
+    held_out, held_out_count = alarms_per_hour(scans / "held_out")
+    seen, seen_count = alarms_per_hour(scans / "seen")
     return {
         "arm": arm, "seed": int(seed),
         "test_acc": 100 * metrics["test/acc"],
@@ -71,8 +71,9 @@ def mean_std(values: list[float]) -> str:
 def main(runs: Path, out: Path) -> None:
     rows = []
     for job in sorted(runs.glob("kws12_*-s*/0")):
-        if (job / "eval_seen" / "metrics.json").exists():
-            rows.append(job_row(job))
+        scans = runs.parent / f"{runs.name}_false_alarms" / job.parent.name
+        if (scans / "seen" / "metrics.json").exists():
+            rows.append(job_row(job, scans))
         else:
             print(f"skipped (unfinished): {job}")
     if not rows:

@@ -16,7 +16,7 @@
 #          sample (symlinks under its run folder) whose _background_noise_ holds the other files,
 #          so _silence_ clips and noise augmentation never see them. Then eval.py scans the
 #          held-out files and, separately, the seen ones for false alarms at the checkpoint's
-#          val thresholds; kws12.py writes kws12.md/.csv (accuracy, _silence_/_unknown_ recall,
+#          val thresholds (into <run folder>_false_alarms/<job>/); kws12.py writes kws12.md/.csv (accuracy, _silence_/_unknown_ recall,
 #          false alarms per hour).
 #   experiments/phase/run.sh [FSDD_RECORDINGS_DIR] [extra overrides]
 # Knobs: PARTS, ARMS ("magnitude phase2d phase3d"), SEEDS ("0 1 2"), EPOCHS, JOBS (2), SC_ROOT,
@@ -73,13 +73,15 @@ for part in $PARTS; do
         for seed in $SEEDS; do for arm in $ARMS; do
             echo "kws12_$arm-s$seed seed=$seed $sc $(arm_args "$arm")"
         done; done | run_queue phase
-        for job_dir in "$RUNS"/kws12_*-s*/0; do
+        for job_dir in "$RUNS"/kws12_*-s*/0; do  # scans go beside RUNS, so the report sees trainings only
+            scans="${RUNS}_false_alarms/$(basename "$(dirname "$job_dir")")"
             for scan in held_out seen; do
-                [[ -f "$job_dir/eval_$scan/metrics.json" ]] && continue
+                [[ -f "$scans/$scan/metrics.json" ]] && continue
                 ckpt="$(ls "$job_dir"/checkpoints/epoch_*.ckpt | head -1)"  # the best (val/acc)
+                mkdir -p "$scans"
                 "$PYTHON" eval.py ckpt_path="$ckpt" false_alarms="$(realpath "$RUNS/${scan}_noise")" \
-                    hydra.run.dir="$job_dir/eval_$scan" $DEVICE_ARGS > "$job_dir/eval_$scan.log" 2>&1 \
-                    || echo "FAILED: eval of $job_dir (see $job_dir/eval_$scan.log)"
+                    hydra.run.dir="$scans/$scan" $DEVICE_ARGS > "$scans/$scan.log" 2>&1 \
+                    || echo "FAILED: eval of $job_dir (see $scans/$scan.log)"
             done
         done
         "$PYTHON" experiments/phase/kws12.py "$RUNS" ;;
