@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -99,8 +100,15 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rung_order(folder: Path) -> tuple[int, str]:
+    """Rungs in the order of their leading number (10_x after 9_x), then by name."""
+    number = re.match(r"\d+", folder.name)
+    return (int(number.group()) if number else 10**6, folder.name)
+
+
 def main(ladder: Path) -> None:
-    rows = [row for folder in sorted(p for p in ladder.iterdir() if p.is_dir()) if (row := rung_row(folder))]
+    rows = [row for folder in sorted((p for p in ladder.iterdir() if p.is_dir()), key=rung_order)
+            if (row := rung_row(folder))]
     if not rows:
         sys.exit(f"error: no finished runs under {ladder}: run experiments/unseen_speakers/loso.sh first")
     out = Path(__file__).parent
