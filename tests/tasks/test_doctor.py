@@ -30,7 +30,9 @@ def test_posted_gru_gets_its_dropout_and_its_per_frame_labels(tmp_path, fsdd_roo
     found = problems(examine(tmp_path, fsdd_root, "model=gru_seq2seq", overfit_steps=20))
     dropout = found[("dropout", "heavy_dropout")]
     assert dropout.fix == "model.dropout=0.2" and "0.8" in dropout.message and "4 times" in dropout.message
+    assert dropout.severity == "warning"  # a clip-level GRU learns through it (experiments/gru_labels)
     labels = found[("loss", "per_frame_labels")]
+    assert labels.severity == "error"
     assert labels.fix.startswith("model=gru ") and "copied to every frame" in labels.message
     assert dropout.study == labels.study == "experiments/gru_labels/README.md"
 
