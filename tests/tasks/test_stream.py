@@ -44,8 +44,13 @@ def tone_clip(rng: np.random.Generator, freq: float, seconds: float = 0.4) -> np
 
 
 def make_tone_folder(root, per_class: int = 32):
-    """1 s clips over faint noise, each with a tone at a random onset."""
+    """1 s clips over faint noise, each with a tone at a random onset, and a `_silence_` class of
+    faint noise down to digital zero, so the gaps of a long recording have a class of their own
+    (without one, which tone silence looks like is up to the training run's numerics)."""
     rng = np.random.default_rng(0)
+    for i in range(per_class):
+        level = 0.0 if i % 4 == 0 else rng.uniform(0.0005, 0.004)
+        write_wav(root / "_silence_" / f"{i:03d}.wav", rng.normal(0, level, RATE).astype(np.float32), RATE)
     for name, freq in TONES.items():
         for i in range(per_class):
             clip = rng.normal(0, 0.002, RATE).astype(np.float32)
