@@ -106,16 +106,36 @@ def rung_order(folder: Path) -> tuple[int, str]:
     return (int(number.group()) if number else 10**6, folder.name)
 
 
+def recorded_rows(path: Path) -> dict[str, dict]:
+    """The rungs already in ladder.csv, as rung_row gives them (numbers back to numbers)."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    text = {"rung", "what changed", "overrides", "worst speaker", "wall", "jobs"}
+    for row in rows:
+        for key, value in row.items():
+            if key == "seeds" or key == "epochs":
+                row[key] = int(value) if value.isdigit() else value
+            elif key not in text:
+                row[key] = float(value)
+    return {row["rung"]: row for row in rows}
+
+
 def main(ladder: Path) -> None:
-    rows = [row for folder in sorted((p for p in ladder.iterdir() if p.is_dir()), key=rung_order)
-            if (row := rung_row(folder))]
+    """Rungs with runs under LADDER are read back from them; the others keep their ladder.csv row
+    (a checkout without the logs of earlier rungs adds its rung instead of erasing theirs)."""
+    out = Path(__file__).parent
+    by_rung = recorded_rows(out / "ladder.csv")
+    folders = [p for p in ladder.iterdir() if p.is_dir()] if ladder.is_dir() else []
+    by_rung.update({row["rung"]: row for folder in folders if (row := rung_row(folder))})
+    rows = [by_rung[name] for name in sorted(by_rung, key=lambda name: rung_order(Path(name)))]
     if not rows:
         sys.exit(f"error: no finished runs under {ladder}: run experiments/unseen_speakers/loso.sh first")
-    out = Path(__file__).parent
     with open(out / "ladder.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows({k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+        writer.writerows({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
     (out / "ladder.md").write_text(markdown(rows))
     print(markdown(rows))
 
