@@ -97,11 +97,15 @@ class InputNorm(nn.Module):
     mean/std over each clip's features (instance norm; removes the recording level
     from log features); `cmvn`: each clip's (channel, frequency) rows standardized
     over their frames (cepstral mean and variance normalization; also removes a
-    fixed channel colouring such as a microphone's spectral tilt).
+    fixed channel colouring such as a microphone's spectral tilt, but with it the
+    word's own average spectrum); `utterance_tilt`: `utterance` after taking out
+    the clip's spectral tilt, the straight line that best fits its average speech
+    spectrum across the bands (a microphone's slope goes, the formant shape around
+    it stays). For log spectral features (logmel, stft), whose band axis is frequency.
     """
 
-    MODES = ("none", "global", "per_band", "utterance", "cmvn")
-    PER_CLIP = ("utterance", "cmvn")
+    MODES = ("none", "global", "per_band", "utterance", "utterance_tilt", "cmvn")
+    PER_CLIP = ("utterance", "utterance_tilt", "cmvn")
     ADAPTED = ("global", "per_band")  # the modes whose statistics come from training data
 
     def __init__(self, mode: str = "global"):
@@ -147,12 +151,24 @@ class InputNorm(nn.Module):
         level = features.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1, T)
         floor, top = level.amin(dim=3, keepdim=True), level.amax(dim=3, keepdim=True)
         weight = ((level >= (floor + top) / 2) | (top <= floor)).to(features.dtype)
-        dims = (1, 2, 3) if self.mode == "utterance" else (3,)
         weight = weight.expand_as(features)
+        if self.mode == "utterance_tilt":
+            features = features - self.speech_tilt(features, weight)
+        dims = (3,) if self.mode == "cmvn" else (1, 2, 3)
         count = weight.sum(dim=dims, keepdim=True)
         mean = (features * weight).sum(dim=dims, keepdim=True) / count
         variance = ((features - mean) ** 2 * weight).sum(dim=dims, keepdim=True) / (count - 1).clamp_min(1)
         return (features - mean) / variance.sqrt().clamp_min(1e-5)
+
+    @staticmethod
+    def speech_tilt(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, 1): the least-squares line through each clip's mean speech spectrum over the
+        bands, zero at the middle band (so the level stays for the standardization to remove)."""
+        spectrum = (features * weight).sum(dim=3, keepdim=True) / weight.sum(dim=3, keepdim=True)
+        bands = torch.linspace(-1.0, 1.0, features.shape[2], device=features.device, dtype=features.dtype)
+        bands = bands.reshape(1, 1, -1, 1)
+        slope = (spectrum * bands).sum(dim=2, keepdim=True) / (bands**2).sum()
+        return slope * bands
 
 
 class SpecAugment(nn.Module):
@@ -237,6 +253,9 @@ def build_frontend(features: dict[str, Any], sample_rate: int,
     if unknown:
         raise ValueError(f"{unknown[0]}={params[unknown[0]]} is not a parameter of the {name} frontend: "
                          f"it takes {', '.join(['sample_rate', 'normalize', *accepted])}")
+    if normalize == "utterance_tilt" and name == "mfcc":
+        raise ValueError("normalize=utterance_tilt removes a slope across frequency bands, and MFCCs are not "
+                         "bands: use features=logmel or normalize=utterance")
     transform = TRANSFORMS[name](sample_rate=sample_rate, **params)
     return Frontend(transform, InputNorm(normalize), SpecAugment(**(spec_augment or {})))
 

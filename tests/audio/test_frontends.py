@@ -41,6 +41,29 @@ def test_utterance_removes_each_clips_level_but_keeps_its_band_shape():
     assert torch.allclose(norm(clips)[..., SPEECH].mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-5)
 
 
+def test_utterance_tilt_removes_each_clips_level_and_slope_but_keeps_its_formant_shape():
+    norm = InputNorm("utterance_tilt")
+    clips = features()
+    bands = torch.linspace(-1, 1, 10).reshape(1, 1, 10, 1)
+    recoloured = clips.clone()  # another level and microphone slope per clip, on the speech frames only
+    recoloured[..., SPEECH] += torch.tensor([-4.0, 0.0, 2.0, 7.0]).reshape(4, 1, 1, 1) + \
+        torch.tensor([3.0, -2.0, 0.5, -6.0]).reshape(4, 1, 1, 1) * bands
+    assert torch.allclose(norm(recoloured)[..., SPEECH], norm(clips)[..., SPEECH], atol=1e-4)
+    assert not torch.allclose(InputNorm("utterance")(recoloured), InputNorm("utterance")(clips), atol=1e-2)
+    formant = torch.zeros(1, 1, 10, 1)
+    formant[:, :, 3] = 8.0  # a bump in the average spectrum is not a slope: it stays (cmvn would flatten it)
+    out = norm(clips + formant)[..., SPEECH].mean(dim=3)
+    assert (out[:, :, 3] - out[:, :, [2, 4]].mean(dim=2) > 1.0).all()
+    cmvn = InputNorm("cmvn")(clips + formant)[..., SPEECH].mean(dim=3)
+    assert torch.allclose(cmvn[:, :, 3], torch.zeros(4, 1), atol=1e-5)
+
+
+def test_utterance_tilt_on_mfcc_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="^normalize=utterance_tilt removes a slope across frequency bands, "
+                                         "and MFCCs are not bands: use features=logmel or normalize=utterance$"):
+        build_frontend({"name": "mfcc", "normalize": "utterance_tilt"}, 8000)
+
+
 def test_per_clip_modes_need_no_adaptation_and_save_no_statistics():
     for mode in InputNorm.PER_CLIP:
         frontend = build_frontend({"name": "logmel", "normalize": mode}, 8000)
@@ -64,7 +87,7 @@ def test_log_mel_cmvn_is_blind_to_recording_gain():
 
 def test_unknown_mode_names_the_choices():
     with pytest.raises(ValueError, match="^normalize=clip is unknown: use one of none, global, per_band, "
-                                         "utterance, cmvn$"):
+                                         "utterance, utterance_tilt, cmvn$"):
         InputNorm("clip")
 
 
