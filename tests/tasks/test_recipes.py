@@ -133,7 +133,8 @@ def test_a_models_default_recipe_and_overrides_that_win(tmp_path):
                          "augment.white_noise_db": [-90.0, -46.0], "scheduler.hold_ratio": 0.45,
                          "trainer.max_epochs": 200, "data.batch_size": 128}),
     ("fsdd_unseen_speaker", {"data.source": "fsdd", "data.split": "speaker=george", "model.name": "gru",
-                             "features.normalize": "utterance", "augment.tilt": [-0.7, 0.7], "trainer.max_epochs": 20}),
+                             "features.normalize": "utterance", "augment.tilt": [-0.7, 0.7], "trainer.max_epochs": 20,
+                             "augment.spec_augment.freq_width": 7, "augment.spec_augment.time_masks": 2}),
 ])
 def test_paper_recipes_compose(tmp_path, experiment, checks):
     cfg = compose_config(tmp_path, [f"experiment={experiment}"])
