@@ -134,7 +134,8 @@ def test_a_models_default_recipe_and_overrides_that_win(tmp_path):
                          "trainer.max_epochs": 200, "data.batch_size": 128}),
     ("fsdd_unseen_speaker", {"data.source": "fsdd", "data.split": "speaker=george", "model.name": "gru",
                              "features.normalize": "utterance", "augment.tilt": [-0.7, 0.7], "trainer.max_epochs": 20,
-                             "augment.spec_augment.freq_width": 7, "augment.spec_augment.time_masks": 2}),
+                             "augment.spec_augment.freq_width": 7, "augment.spec_augment.time_masks": 2,
+                             "augment.speed": [0.9, 1.1]}),
 ])
 def test_paper_recipes_compose(tmp_path, experiment, checks):
     cfg = compose_config(tmp_path, [f"experiment={experiment}"])
