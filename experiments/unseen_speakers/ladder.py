@@ -100,10 +100,10 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rung_order(folder: Path) -> tuple[int, str]:
+def rung_order(rung: str) -> tuple[int, str]:
     """Rungs in the order of their leading number (10_x after 9_x), then by name."""
-    number = re.match(r"\d+", folder.name)
-    return (int(number.group()) if number else 10**6, folder.name)
+    number = re.match(r"\d+", rung)
+    return (int(number.group()) if number else 10**6, rung)
 
 
 def recorded_rows(path: Path) -> dict[str, dict]:
@@ -129,7 +129,7 @@ def main(ladder: Path) -> None:
     by_rung = recorded_rows(out / "ladder.csv")
     folders = [p for p in ladder.iterdir() if p.is_dir()] if ladder.is_dir() else []
     by_rung.update({row["rung"]: row for folder in folders if (row := rung_row(folder))})
-    rows = [by_rung[name] for name in sorted(by_rung, key=lambda name: rung_order(Path(name)))]
+    rows = [by_rung[name] for name in sorted(by_rung, key=rung_order)]
     if not rows:
         sys.exit(f"error: no finished runs under {ladder}: run experiments/unseen_speakers/loso.sh first")
     with open(out / "ladder.csv", "w", newline="") as f:
