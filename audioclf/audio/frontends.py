@@ -214,15 +214,69 @@ class SpecAugment(nn.Module):
         return masked
 
 
-class Frontend(nn.Module):
-    """transform -> normalization -> SpecAugment (training only)."""
+def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    return 2595.0 * torch.log10(1.0 + hz / 700.0)  # the HTK scale, torchaudio's MelSpectrogram default
 
-    def __init__(self, transform: nn.Module, norm: InputNorm, spec_augment: SpecAugment):
+
+def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+class VocalTractWarp(nn.Module):
+    """Vocal tract length perturbation (VTLP, Jaitly & Hinton 2013) on log-mel bands: each training
+    clip's spectrum is warped f -> a f with a drawn uniformly in `alpha`, linearly above a boundary
+    at 80 % of the top band so that `f_max` stays in place; identity in eval. A longer or shorter
+    vocal tract moves the formants by such a factor, and unlike a speed change (which moves pitch
+    and formants together and changes the tempo) this keeps the clip's timing and pitch harmonics'
+    spacing in time. The bands are read at the warped frequencies by linear interpolation."""
+
+    def __init__(self, mel: T.MelSpectrogram, alpha: tuple[float, float]):
+        super().__init__()
+        low, high = float(alpha[0]), float(alpha[1])
+        if not 0.5 <= low <= high <= 2.0:
+            raise ValueError(f"vtlp={list(alpha)} must be [low, high] warp factors with 0.5 <= low <= high <= 2, "
+                             "e.g. vtlp=[0.9,1.1]")
+        self.alpha = (low, high)
+        f_max = float(mel.f_max if mel.f_max is not None else mel.sample_rate / 2)
+        edges = torch.linspace(float(hz_to_mel(torch.tensor(float(mel.f_min)))), float(hz_to_mel(torch.tensor(f_max))),
+                               mel.n_mels + 2, dtype=torch.float64)
+        self.register_buffer("centers_hz", mel_to_hz(edges[1:-1]).float(), persistent=False)
+        self.first_mel, self.mel_step = float(edges[1]), float(edges[1] - edges[0])
+        self.f_max = f_max
+
+    def source_hz(self, alpha: torch.Tensor) -> torch.Tensor:
+        """(B, bands): the input frequency each band reads, the inverse of the piecewise-linear warp."""
+        f = self.centers_hz[None, :]
+        a = alpha[:, None]
+        knee = 0.8 * self.f_max * torch.clamp(a, max=1.0) / a  # the warp is a f below the knee
+        above = knee + (f - a * knee) * (self.f_max - knee) / (self.f_max - a * knee)
+        return torch.where(f <= a * knee, f / a, above)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.alpha == (1.0, 1.0):
+            return features
+        batch, _, bands, _ = features.shape
+        alpha = torch.empty(batch, device=features.device).uniform_(*self.alpha)
+        position = (hz_to_mel(self.source_hz(alpha)) - self.first_mel) / self.mel_step
+        position = position.clamp(0, bands - 1)
+        below = position.floor().long().clamp(max=bands - 2)
+        frac = (position - below).to(features.dtype)[:, None, :, None]
+        index = below[:, None, :, None].expand(-1, features.shape[1], -1, features.shape[3])
+        lower, upper = features.gather(2, index), features.gather(2, index + 1)
+        return lower + frac * (upper - lower)
+
+
+class Frontend(nn.Module):
+    """transform -> VTLP warp (training only, logmel) -> normalization -> SpecAugment (training only)."""
+
+    def __init__(self, transform: nn.Module, norm: InputNorm, spec_augment: SpecAugment,
+                 warp: nn.Module | None = None):
         super().__init__()
         self.transform, self.norm, self.spec_augment = transform, norm, spec_augment
+        self.warp = warp if warp is not None else nn.Identity()
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        return self.spec_augment(self.norm(self.transform(waves)))
+        return self.spec_augment(self.norm(self.warp(self.transform(waves))))
 
     def output_shape(self, num_samples: int) -> tuple[int, ...]:
         with torch.no_grad():
@@ -240,8 +294,8 @@ class Frontend(nn.Module):
         self.norm.adapt(features)
 
 
-def build_frontend(features: dict[str, Any], sample_rate: int,
-                   spec_augment: dict[str, Any] | None = None) -> Frontend:
+def build_frontend(features: dict[str, Any], sample_rate: int, spec_augment: dict[str, Any] | None = None,
+                   vtlp: tuple[float, float] | None = None) -> Frontend:
     params = dict(features)
     name = params.pop("name")
     normalize = params.pop("normalize", "global")
@@ -257,7 +311,13 @@ def build_frontend(features: dict[str, Any], sample_rate: int,
         raise ValueError("normalize=utterance_tilt removes a slope across frequency bands, and MFCCs are not "
                          "bands: use features=logmel or normalize=utterance")
     transform = TRANSFORMS[name](sample_rate=sample_rate, **params)
-    return Frontend(transform, InputNorm(normalize), SpecAugment(**(spec_augment or {})))
+    warp = None
+    if vtlp is not None and tuple(float(a) for a in vtlp) != (1.0, 1.0):
+        if name != "logmel":
+            raise ValueError(f"vtlp={list(vtlp)} warps mel bands, and the {name} frontend has none: "
+                             "use features=logmel or vtlp=[1.0,1.0]")
+        warp = VocalTractWarp(transform.mel, tuple(vtlp))
+    return Frontend(transform, InputNorm(normalize), SpecAugment(**(spec_augment or {})), warp)
 
 
 class RawPowerMel(nn.Module):

@@ -90,6 +90,7 @@ class AudioDataModule(L.LightningDataModule):
         cfg = dict(self.augment_cfg)
         cfg.pop("spec_augment", None)
         cfg.pop("mixup_alpha", None)  # applied on features by the module
+        cfg.pop("vtlp", None)
         noise_dir = cfg.pop("noise_dir", None)
         names = list(self.source.class_names)
         silence = names.index("_silence_") if "_silence_" in names else None

@@ -36,6 +36,7 @@ class AudioClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         data: dict[str, Any] | None = None,
         mixup_alpha: float = 0.0,
+        vtlp: tuple[float, float] | None = None,
     ):
         """`optimizer(params)` and `scheduler(optimizer, total_steps=, steps_per_epoch=)` are
         factories (e.g. partials from the config), needed only to train, so not saved in the
@@ -46,7 +47,7 @@ class AudioClassifier(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = list(class_names)
         num_classes = len(class_names)
-        self.frontend = build_frontend(features, sample_rate, spec_augment)
+        self.frontend = build_frontend(features, sample_rate, spec_augment, vtlp)
         self.input_shape = self.frontend.output_shape(num_samples)
         spec = dict(backbone)
         self.backbone = build_backbone(spec.pop("name"), num_classes, self.input_shape, **spec)

@@ -90,6 +90,9 @@ def check_frontend(cfg: DictConfig) -> None:
     features = to_dict(cfg.features)
     with config_errors("features", features):
         build_frontend(features, model_sample_rate(cfg))
+    augment = to_dict(cfg.get("augment")) or {}
+    with config_errors("augment", augment):
+        build_frontend(features, model_sample_rate(cfg), vtlp=augment.get("vtlp"))
 
 
 def build_augment(cfg: DictConfig, datamodule: AudioDataModule) -> None:
@@ -117,6 +120,7 @@ def build_model(cfg: DictConfig, datamodule: AudioDataModule) -> AudioClassifier
             features=features,
             spec_augment=augment.get("spec_augment"),
             mixup_alpha=augment.get("mixup_alpha", 0.0),
+            vtlp=augment.get("vtlp"),
             optimizer=optimizer,
             scheduler=scheduler,
             label_smoothing=float((cfg.get("loss") or {}).get("label_smoothing", 0.0)),
