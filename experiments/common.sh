@@ -48,17 +48,17 @@ sweep() {
     echo "multirun folder: $SWEEP   (tensorboard --logdir $RUNS)"
 }
 
-# finish STUDY: write experiments/STUDY/run_info.txt with the wall time and the machine.
+# finish STUDY [NAME]: write experiments/STUDY/NAME.txt (default run_info) with the wall time and the machine.
 finish() {
-    local study="$1" elapsed=$((SECONDS - STARTED))
+    local study="$1" name="${2:-run_info}" elapsed=$((SECONDS - STARTED))
     {
-        echo "experiments/$study/run.sh finished $(date '+%Y-%m-%d %H:%M') after ${elapsed} s"
+        echo "$0 finished $(date '+%Y-%m-%d %H:%M') after ${elapsed} s"
         echo "($((elapsed / 60)) min) on $(getconf _NPROCESSORS_ONLN) CPU cores, load average at the end:" \
             "$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "data: $DATA_ARGS; device: $DEVICE_ARGS; extra: ${EXTRA[*]:-none};" \
             "threads: ${OMP_NUM_THREADS:-torch default}"
         echo "runs: $RUNS"
-    } | tee "experiments/$study/run_info.txt"
+    } | tee "experiments/$study/$name.txt"
 }
 
 # run_queue STUDY < lines: train every stdin line "JOB overrides..." as a one-job multirun in
