@@ -1,6 +1,6 @@
 """The Speech Commands check of the unseen-speaker recipe: per arm the test accuracy (mean ± std
 over seeds, each seed), and each recipe arm's per-seed difference from its plain arm with a Welch t,
-from the sc_check_runs.csv that `audioclf report` wrote. Prints the table and writes sc_check.md.
+from the sc_check_runs.csv that `audioclf report` wrote. Prints the table and writes sc_check_summary.md.
 
     python experiments/unseen_speakers/sc_check.py [experiments/unseen_speakers/sc_check_runs.csv]
 """
@@ -20,6 +20,8 @@ ARMS = {  # job folder name without -s<seed> -> (what it is, the arm it is compa
     "bcr_recipe": ("bcresnet, paper recipe + utterance norm + channel tilt + speed 0.9-1.1", "bcr_paper"),
     "gru_plain": ("gru, augment=none (as in cnn_vs_rnn)", None),
     "gru_recipe": ("gru, the whole fsdd_unseen_speaker recipe", "gru_plain"),
+    "gru_norm": ("gru, the recipe's level normalization only (features.normalize=utterance)", "gru_plain"),
+    "gru_augment": ("gru, the recipe's augmentation only (tilt, SpecAugment, speed)", "gru_plain"),
 }
 
 
@@ -56,7 +58,7 @@ def main() -> None:
         arm = re.sub(r"-s\d+(/\d+)?$", "", row["job"])
         runs[arm][int(row["seed"])] = 100 * float(row["test/acc"])
     text = "\n".join(table(runs)) + "\n"
-    (path.parent / "sc_check.md").write_text(text)
+    (path.parent / "sc_check_summary.md").write_text(text)
     print(text)
 
 
