@@ -22,6 +22,9 @@ from torch import nn
 
 from audioclf.data.io import list_audio_files, read_audio, resample
 
+# augment.* keys that act on features (the module's frontend and training step), not on waveforms here
+FEATURE_KEYS = ("spec_augment", "mixup_alpha", "vtlp")
+
 
 class NoiseBank(nn.Module):
     """Noise recordings concatenated into one buffer; random crops are gathered in one op."""

@@ -18,7 +18,7 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-from audioclf.audio.augment import NoiseBank, WaveAugment
+from audioclf.audio.augment import FEATURE_KEYS, NoiseBank, WaveAugment
 from audioclf.data.clips import ClipBank, load_or_build
 from audioclf.data.sampling import ResumableDataLoader, ShardedBatches
 from audioclf.data.sources import SOURCES, SPLITS, Source, build_source
@@ -88,9 +88,8 @@ class AudioDataModule(L.LightningDataModule):
 
     def build_augment(self) -> WaveAugment:
         cfg = dict(self.augment_cfg)
-        cfg.pop("spec_augment", None)
-        cfg.pop("mixup_alpha", None)  # applied on features by the module
-        cfg.pop("vtlp", None)
+        for key in FEATURE_KEYS:
+            cfg.pop(key, None)
         noise_dir = cfg.pop("noise_dir", None)
         names = list(self.source.class_names)
         silence = names.index("_silence_") if "_silence_" in names else None
