@@ -226,9 +226,8 @@ class VocalTractWarp(nn.Module):
     """Vocal tract length perturbation (VTLP, Jaitly & Hinton 2013) on log-mel bands: each training
     clip's spectrum is warped f -> a f with a drawn uniformly in `alpha`, linearly above a boundary
     at 80 % of the top band so that `f_max` stays in place; identity in eval. A longer or shorter
-    vocal tract moves the formants by such a factor, and unlike a speed change (which moves pitch
-    and formants together and changes the tempo) this keeps the clip's timing and pitch harmonics'
-    spacing in time. The bands are read at the warped frequencies by linear interpolation."""
+    vocal tract moves the formants by such a factor; unlike a speed change, the warp keeps the
+    clip's tempo. The bands are read at the warped frequencies by linear interpolation."""
 
     def __init__(self, mel: T.MelSpectrogram, alpha: tuple[float, float]):
         super().__init__()
