@@ -317,6 +317,8 @@ def test_the_library_raises_value_errors_that_start_with_the_parameter():
     (["augment=strong", "augment.noise_dir=/no/such/noise"], "augment.noise_dir=/no/such/noise is not a directory"),
     (["augment.vtlp=[0.9,1.1]"], "augment.vtlp=[0.9, 1.1] warps mel bands, and the stft frontend has none"),
     (["features=logmel", "augment.vtlp=[1.1,0.9]"], "augment.vtlp=[1.1, 0.9] must be [low, high] warp factors"),
+    (["augment.speed=[0.9]"], "augment.speed=[0.9] must be [low, high], two numbers, e.g. speed=[0.9,1.1]"),
+    (["features=logmel", "augment.vtlp=[0.9]"], "augment.vtlp=[0.9] must be [low, high], two numbers"),
 ])
 def test_the_config_edge_names_the_group_of_a_library_value_error(overrides, message, tmp_path):
     with pytest.raises(UserError) as error:

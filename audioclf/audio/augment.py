@@ -74,9 +74,16 @@ def uniform(low: float, high: float, count: int, device) -> torch.Tensor:
     return low + (high - low) * torch.rand(count, 1, device=device)
 
 
+def low_high(name: str, value, example: str) -> tuple[float, float]:
+    """A [low, high] range option as two floats; anything else is a ValueError naming `name`."""
+    if len(value) != 2:
+        raise ValueError(f"{name}={list(value)} must be [low, high], two numbers, e.g. {name}={example}")
+    return float(value[0]), float(value[1])
+
+
 def speed_factors(speed: tuple[float, float], steps: int) -> list[Fraction]:
     """`steps` evenly spaced speed factors over [low, high], as small fractions for resampling."""
-    low, high = float(speed[0]), float(speed[1])
+    low, high = low_high("speed", speed, "[0.9,1.1]")
     if not 0 < low <= high:
         raise ValueError(f"speed={list(speed)} must be [low, high] with 0 < low <= high, e.g. speed=[0.9,1.1]")
     values = [low] if low == high or steps <= 1 else np.linspace(low, high, int(steps)).tolist()
@@ -132,7 +139,7 @@ class WaveAugment(nn.Module):
         self.silence_volume = tuple(silence_volume)
         self.white_noise_db = tuple(white_noise_db) if white_noise_db else None
         self.white_noise_prob = white_noise_prob
-        self.tilt = tuple(tilt)
+        self.tilt = low_high("tilt", tilt, "[-0.7,0.7]")
         if not all(-1.0 < a < 1.0 for a in self.tilt):
             raise ValueError(f"tilt={list(self.tilt)} must lie inside (-1, 1): it is a first-order filter coefficient")
         # `_silence_` clips get a fresh noise crop at every step instead of their fixed bank crop

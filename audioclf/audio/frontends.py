@@ -20,6 +20,8 @@ import torch
 import torchaudio.transforms as T
 from torch import nn
 
+from audioclf.audio.augment import low_high
+
 
 def frame_lengths(sample_rate: int, win_ms: float, hop_ms: float, n_fft: int | None = None) -> dict[str, int]:
     """Window and hop in samples at `sample_rate`, and the FFT size (next power of two of the window)."""
@@ -231,14 +233,14 @@ class VocalTractWarp(nn.Module):
 
     def __init__(self, mel: T.MelSpectrogram, alpha: tuple[float, float]):
         super().__init__()
-        low, high = float(alpha[0]), float(alpha[1])
+        low, high = low_high("vtlp", alpha, "[0.9,1.1]")
         if not 0.5 <= low <= high <= 2.0:
             raise ValueError(f"vtlp={list(alpha)} must be [low, high] warp factors with 0.5 <= low <= high <= 2, "
                              "e.g. vtlp=[0.9,1.1]")
         self.alpha = (low, high)
         f_max = float(mel.f_max if mel.f_max is not None else mel.sample_rate / 2)
-        edges = torch.linspace(float(hz_to_mel(torch.tensor(float(mel.f_min)))), float(hz_to_mel(torch.tensor(f_max))),
-                               mel.n_mels + 2, dtype=torch.float64)
+        low_mel, high_mel = hz_to_mel(torch.tensor([float(mel.f_min), f_max], dtype=torch.float64)).tolist()
+        edges = torch.linspace(low_mel, high_mel, mel.n_mels + 2, dtype=torch.float64)
         self.register_buffer("centers_hz", mel_to_hz(edges[1:-1]).float(), persistent=False)
         self.first_mel, self.mel_step = float(edges[1]), float(edges[1] - edges[0])
         self.f_max = f_max
@@ -252,7 +254,7 @@ class VocalTractWarp(nn.Module):
         return torch.where(f <= a * knee, f / a, above)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.alpha == (1.0, 1.0):
+        if not self.training:
             return features
         batch, _, bands, _ = features.shape
         alpha = torch.empty(batch, device=features.device).uniform_(*self.alpha)
