@@ -25,7 +25,8 @@ from audioclf.data.io import AUDIO_SUFFIXES, BadAudioFile, fit_length, read_audi
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
 from audioclf.lit.module import AudioClassifier
-from audioclf.tasks.scoring import (
+from audioclf.streaming.detection import IGNORED, Detection, stream_file, stream_thresholds
+from audioclf.streaming.scoring import (
     Event,
     check_labelled_files,
     format_score,
@@ -33,7 +34,6 @@ from audioclf.tasks.scoring import (
     score_files,
     write_score,
 )
-from audioclf.tasks.stream import IGNORED, Detection, stream_file, stream_thresholds
 
 MIN_CLIP_MS = 10  # shorter clips hold too little sound to classify
 SHOWN_SKIPPED = 5  # skipped files named one per line; the rest only counted
@@ -162,7 +162,7 @@ def check_stream_options(cfg: DictConfig) -> None:
 
 def run_stream(cfg: DictConfig, model: AudioClassifier) -> list[tuple[Path, list[Detection]]]:
     """stream=true: sliding-window detections in each (long) input, one line per detection; with
-    labels=<csv>, then their score against the labelled events (audioclf/tasks/scoring.py)."""
+    labels=<csv>, then their score against the labelled events (audioclf/streaming/scoring.py)."""
     results, seconds = [], {}
     inputs = find_inputs(cfg.inputs)
     ignore = tuple(cfg.get("ignore") or IGNORED)

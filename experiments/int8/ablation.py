@@ -1,4 +1,4 @@
-"""Which parts of a model to quantize: the variants behind the recipe in audioclf/tasks/export.py, on the
+"""Which parts of a model to quantize: the variants behind the recipe in audioclf/deploy/int8.py, on the
 study's checkpoints. For each backbone it exports fp32 ONNX once, quantizes it five ways and scores
 each on the test split against fp32: accuracy, top-1 agreement, size, CPU latency (batch 1, 1 thread).
 
@@ -17,28 +17,31 @@ import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from audioclf.config import compose_config
-from audioclf.tasks import export
+from audioclf.deploy import int8
+from audioclf.deploy.export import example_input, export_onnx, first_line, quiet
+from audioclf.lit.checkpoints import load_classifier
+from audioclf.tasks.export import load_banks
 
 # name -> (what it is, keep the frontend float, keep the first and last weight layer float, op types, calibration)
 VARIANTS = {
     "all": ("every op onnxruntime can quantize, frontend included", False, False, None, "MinMax"),
     "backbone": ("every op of the backbone; frontend float", True, False, None, "MinMax"),
-    "weights": ("backbone Conv/MatMul/Gemm only", True, False, export.INT8_OPS, "MinMax"),
-    "ends": ("... and the first and last weight layer float", True, True, export.INT8_OPS, "MinMax"),
-    "recipe": ("... with 99.999th-percentile activation ranges: the export's recipe", True, True, export.INT8_OPS,
+    "weights": ("backbone Conv/MatMul/Gemm only", True, False, int8.INT8_OPS, "MinMax"),
+    "ends": ("... and the first and last weight layer float", True, True, int8.INT8_OPS, "MinMax"),
+    "recipe": ("... with 99.999th-percentile activation ranges: the export's recipe", True, True, int8.INT8_OPS,
                "Percentile"),
 }
 
 
 def quantize(source: Path, target: Path, clips: np.ndarray, batch: int, variant: str) -> None:
     _, float_frontend, float_ends, op_types, method = VARIANTS[variant]
-    boundary = export.frontend_outputs(onnx.load(str(source)))
-    prepared = export.pre_process(source, boundary)
-    frontend, layers = export.split_graph(onnx.load(str(prepared)).graph, boundary)
+    boundary = int8.frontend_outputs(onnx.load(str(source)))
+    prepared = int8.pre_process(source, boundary)
+    frontend, layers = int8.split_graph(onnx.load(str(prepared)).graph, boundary)
     names = list(layers)
     excluded = (frontend if float_frontend else set()) | (set(names[:1] + names[-1:]) if float_ends else set())
-    with export.quiet():
-        quantize_static(str(prepared), str(target), export.calibration_reader(clips, batch),
+    with quiet():
+        quantize_static(str(prepared), str(target), int8.calibration_reader(clips, batch),
                         quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types) if op_types else None,
                         per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=sorted(excluded))
@@ -46,32 +49,32 @@ def quantize(source: Path, target: Path, clips: np.ndarray, batch: int, variant:
 
 def measure(run: Path) -> list[dict]:
     cfg = compose_config("export", [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "quantize=int8"])
-    model = export.load_classifier(cfg.ckpt_path).cpu().eval()
-    banks = export.load_banks(cfg, model, ["fit", "test"])
-    clips = export.sample_clips(banks["train"].waves, 256, seed=42)
+    model = load_classifier(cfg.ckpt_path).cpu().eval()
+    banks = load_banks(cfg, model, ["fit", "test"])
+    clips = int8.sample_clips(banks["train"].waves, 256, seed=42)
     test, labels = banks["test"].waves, np.asarray(banks["test"].labels)
-    clip = export.example_input(model, batch=1).numpy()
+    clip = example_input(model, batch=1).numpy()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        batch = 64 if export.export_onnx(model, fp32) else 1
-        session = export.cpu_session(fp32)
-        reference = export.predict(session, test, batch)
+        batch = 64 if export_onnx(model, fp32) else 1
+        session = int8.cpu_session(fp32)
+        reference = int8.predict(session, test, batch)
         rows.append({"backbone": run.name, "variant": "fp32", "accuracy": float((reference == labels).mean()),
                      "agreement": 1.0, "size_mb": fp32.stat().st_size / 1e6,
-                     "latency_ms": export.latency_ms(session, clip)})
+                     "latency_ms": int8.latency_ms(session, clip)})
         for variant in VARIANTS:
             target = Path(tmp) / f"{variant}.onnx"
             try:
                 quantize(fp32, target, clips, batch, variant)
             except Exception as error:  # noqa: BLE001 - a variant that fails is a row saying so
-                rows.append({"backbone": run.name, "variant": variant, "error": export.first_line(error)})
+                rows.append({"backbone": run.name, "variant": variant, "error": first_line(error)})
                 continue
-            session = export.cpu_session(target)
-            predicted = export.predict(session, test, batch)
+            session = int8.cpu_session(target)
+            predicted = int8.predict(session, test, batch)
             rows.append({"backbone": run.name, "variant": variant, "accuracy": float((predicted == labels).mean()),
                          "agreement": float((predicted == reference).mean()),
-                         "size_mb": target.stat().st_size / 1e6, "latency_ms": export.latency_ms(session, clip)})
+                         "size_mb": target.stat().st_size / 1e6, "latency_ms": int8.latency_ms(session, clip)})
             print(rows[-1], flush=True)
     return rows
 

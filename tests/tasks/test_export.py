@@ -14,10 +14,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from audioclf.config import CONF_DIR, to_dict
+from audioclf.deploy import export
 from audioclf.errors import UserError
 from audioclf.lit.module import AudioClassifier
 from audioclf.models import BACKBONES
-from audioclf.tasks import export
+from audioclf.tasks import export as export_task
 from tests.conftest import SMALL_SYNTHETIC, compose_config
 
 TOLERANCE = 1e-4
@@ -74,7 +75,7 @@ def test_export_cli_writes_a_waveform_model_that_matches_pytorch(tmp_path, fmt, 
     model = registry_classifier("tf_cnn")
     save_checkpoint(model, ckpt)
     cfg = compose_config(tmp_path, [f"ckpt_path={ckpt}", f"format={fmt}"], config_name="export")
-    result = export.run(cfg)
+    result = export_task.run(cfg)
     path = tmp_path / "run" / f"model{export.FORMATS[fmt]}"
     assert result["path"] == str(path) and path.stat().st_size > 0
     assert result["max_abs_diff"] <= TOLERANCE and result["dynamic_batch"]
@@ -98,7 +99,7 @@ def test_export_names_an_unknown_format(tmp_path):
     save_checkpoint(registry_classifier("tf_cnn"), ckpt)
     cfg = compose_config(tmp_path, [f"ckpt_path={ckpt}", "format=tflite"], config_name="export")
     with pytest.raises(UserError, match="format=tflite is unknown: use onnx or torchscript"):
-        export.run(cfg)
+        export_task.run(cfg)
 
 
 @pytest.mark.slow
@@ -147,7 +148,7 @@ def test_int8_export_writes_a_quantized_model_beside_the_fp32_one(tmp_path, caps
     import onnx
 
     ckpt = synthetic_checkpoint(tmp_path, registry_classifier("tf_cnn"))
-    result = export.run(int8_config(tmp_path, ckpt, "check=false"))
+    result = export_task.run(int8_config(tmp_path, ckpt, "check=false"))
     run = tmp_path / "run"
     fp32, int8 = run / "model.onnx", run / "model.int8.onnx"
     assert result["int8_path"] == str(int8)
@@ -179,7 +180,7 @@ def test_int8_keeps_the_mel_frontend_float(tmp_path):
 
     model = registry_classifier("matchboxnet")
     ckpt = synthetic_checkpoint(tmp_path, model)
-    export.run(int8_config(tmp_path, ckpt, "evaluate=false", "check=false"))
+    export_task.run(int8_config(tmp_path, ckpt, "evaluate=false", "check=false"))
     graph = onnx.load(str(tmp_path / "run" / "model.int8.onnx")).graph
     dequantized = {name for node in graph.node if node.op_type == "DequantizeLinear" for name in node.output}
     stft = next(index for index, node in enumerate(graph.node) if node.op_type == "STFT")
@@ -190,9 +191,9 @@ def test_int8_keeps_the_mel_frontend_float(tmp_path):
 def test_int8_needs_format_onnx_and_writes_nothing(tmp_path):
     ckpt = synthetic_checkpoint(tmp_path, registry_classifier("tf_cnn"))
     with pytest.raises(UserError, match=r"^quantize=int8 works on ONNX files .*: use format=onnx$"):
-        export.run(int8_config(tmp_path, ckpt, "format=torchscript"))
+        export_task.run(int8_config(tmp_path, ckpt, "format=torchscript"))
     with pytest.raises(UserError, match=r"^quantize=int4 is unknown: use quantize=int8, or null for none$"):
-        export.run(compose_config(tmp_path, [f"ckpt_path={ckpt}", "quantize=int4"], config_name="export"))
+        export_task.run(compose_config(tmp_path, [f"ckpt_path={ckpt}", "quantize=int4"], config_name="export"))
     assert not (tmp_path / "run").exists()
 
 
@@ -202,7 +203,7 @@ def test_int8_without_the_data_names_data_root_and_writes_nothing(tmp_path):
     model.hparams.data = to_dict(compose_config(tmp_path, ["data=fsdd", f"data.root={missing}"]).data)
     save_checkpoint(model, tmp_path / "model.ckpt")
     with pytest.raises(UserError) as error:
-        export.run(int8_config(tmp_path, str(tmp_path / "model.ckpt")))
+        export_task.run(int8_config(tmp_path, str(tmp_path / "model.ckpt")))
     message = str(error.value)
     assert "\n" not in message and f"data.root={missing}" in message
     assert "give data=fsdd data.root=<folder>" in message and "evaluate=false" in message
@@ -219,7 +220,7 @@ def test_a_backbone_that_does_not_quantize_is_one_line_and_leaves_no_file(tmp_pa
     ckpt = synthetic_checkpoint(tmp_path, registry_classifier("tf_cnn"))
     with pytest.raises(UserError, match=r"^backbone tf_cnn does not quantize to int8 \(RuntimeError: no int8 "
                                         r"kernel for GRU\): export it without quantize=int8$"):
-        export.run(int8_config(tmp_path, ckpt, "evaluate=false"))
+        export_task.run(int8_config(tmp_path, ckpt, "evaluate=false"))
     assert list((tmp_path / "run").iterdir()) == []  # the fp32 export stayed in the removed temporary folder
 
 
@@ -232,7 +233,7 @@ def test_int8_of_a_trained_model_agrees_with_fp32(tmp_path):
                                               "logger=none"])
     train.run(cfg)
     ckpt = tmp_path / "train" / "run" / "checkpoints" / "last.ckpt"
-    result = export.run(int8_config(tmp_path, f"'{ckpt}'"))
+    result = export_task.run(int8_config(tmp_path, f"'{ckpt}'"))
     assert result["test_clips"] == 64 and result["accuracy_fp32"] > 0.3  # it learned something (chance 12.5 %)
     assert result["agreement"] >= INT8_AGREEMENT, result
     assert abs(result["accuracy_int8"] - result["accuracy_fp32"]) <= 1 - INT8_AGREEMENT

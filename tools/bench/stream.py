@@ -1,4 +1,4 @@
-"""Per-hop CPU latency of streaming detection: stateful (audioclf/audio/streaming.py) vs windowed.
+"""Per-hop CPU latency of streaming detection: stateful (audioclf/streaming/runtime.py) vs windowed.
 
 python -m tools.bench.stream                                   # every registered backbone, hops 100 and 20 ms
 python -m tools.bench.stream --backbones tf_cnn crnn bcresnet --hops-ms 100 --rounds 30
@@ -7,7 +7,7 @@ Each backbone is built at its own config's features, sample rate and clip length
 random weights: latency does not depend on them). The hop is the multiple of the frame hop
 nearest the one asked for (e.g. 96 ms for 8 ms STFT frames), shown in the table. Per hop, on one
 thread, batch 1:
-  windowed   frontend on the whole window, then the backbone (what audioclf/tasks/stream.py does)
+  windowed   frontend on the whole window, then the backbone (what audioclf/streaming/detection.py does)
   stateful   the new frames (+ the window's edge frames) into the ring buffer, then the backbone
 The four timings (frontend and whole hop, each way) are interleaved round by round so load on a
 shared machine hits them alike; medians after warm-up. RTF = compute time / hop duration.
@@ -28,9 +28,9 @@ import torch
 from omegaconf import OmegaConf
 
 from audioclf.audio.frontends import build_frontend
-from audioclf.audio.streaming import WINDOWED_BACKBONES, StreamingClassifier, framing_of
 from audioclf.config import CONF_DIR, model_sample_rate
 from audioclf.models import BACKBONES, build_backbone
+from audioclf.streaming.runtime import WINDOWED_BACKBONES, StreamingClassifier, framing_of
 from audioclf.tasks.models import model_config
 
 CLASSES = 12

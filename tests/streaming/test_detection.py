@@ -12,16 +12,7 @@ import soundfile as sf
 import torch
 
 from audioclf.errors import UserError
-from audioclf.tasks import predict, train
-from audioclf.tasks.scoring import (
-    Event,
-    check_labelled_files,
-    format_score,
-    match_file,
-    parse_labels,
-    score_files,
-)
-from audioclf.tasks.stream import (
+from audioclf.streaming.detection import (
     DEFAULT_THRESHOLD,
     IGNORED,
     Detection,
@@ -30,6 +21,15 @@ from audioclf.tasks.stream import (
     stream_thresholds,
     window_starts,
 )
+from audioclf.streaming.scoring import (
+    Event,
+    check_labelled_files,
+    format_score,
+    match_file,
+    parse_labels,
+    score_files,
+)
+from audioclf.tasks import predict, train
 from tests.conftest import compose_config, write_wav
 
 RATE = 16000

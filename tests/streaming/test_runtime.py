@@ -11,20 +11,20 @@ import pytest
 import torch
 
 from audioclf.audio.frontends import build_frontend
-from audioclf.audio.streaming import (
+from audioclf.config import CONF_DIR
+from audioclf.deploy.export import export_streaming_onnx
+from audioclf.errors import UserError
+from audioclf.models import BACKBONES
+from audioclf.streaming.detection import window_probabilities
+from audioclf.streaming.runtime import (
     WINDOWED_BACKBONES,
     CannotStream,
     Framing,
     StreamingFrontend,
-    export_onnx,
     framing_of,
     from_classifier,
     grid_runs,
 )
-from audioclf.config import CONF_DIR
-from audioclf.errors import UserError
-from audioclf.models import BACKBONES
-from audioclf.tasks.stream import window_probabilities
 from tests.tasks.test_export import registry_classifier
 
 TOLERANCE = 1e-5
@@ -208,7 +208,7 @@ def onnx_matches(tmp_path, name: str, hops: int = 4) -> None:
     rate, window = int(model.hparams.sample_rate), int(model.hparams.num_samples)
     step = frame_hop(model.frontend, window)
     stream = from_classifier(model, max(1, round(0.1 * rate / step)) * step)
-    path = export_onnx(stream, tmp_path / "step.onnx")
+    path = export_streaming_onnx(stream, tmp_path / "step.onnx")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["chunk", "samples", "ring"]
     hop = stream.frontend.hop

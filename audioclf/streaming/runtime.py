@@ -2,7 +2,7 @@
 
 A `StreamingFrontend` is fed hop-sized chunks of samples. Per hop it computes the k = hop /
 frame hop new frames into a ring buffer of the window's frames and returns the features of the
-latest full window, equal to `Frontend(window)` in eval mode (tests/audio/test_streaming.py).
+latest full window, equal to `Frontend(window)` in eval mode (tests/streaming/test_runtime.py).
 
 Frame geometry, in the coordinates of the window as the frontend pads it (reflect n_fft // 2 on
 both sides when `center`, zeros up to a power of two for `phased_stft`): a frame whose samples
@@ -27,15 +27,10 @@ one window of backbone work.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
-import logging
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -364,36 +359,6 @@ def state_example(stream: StreamingClassifier, batch: int = 1,
     with torch.no_grad():
         _, samples, ring = stream.start(window[:, : stream.frontend.window])
     return window[:, stream.frontend.window :], samples, ring
-
-
-def export_onnx(stream: StreamingClassifier, path: str | Path, opset: int = 18) -> Path:
-    """One hop as an ONNX graph: inputs chunk (1, hop), samples, ring; outputs probabilities,
-    samples_out, ring_out (feed them back as the next hop's samples and ring)."""
-    path = Path(path)
-    example = state_example(stream)
-    with quiet_exporter():
-        program = torch.onnx.export(
-            stream.eval(), example, dynamo=True, opset_version=opset, verbose=False,
-            input_names=["chunk", "samples", "ring"], output_names=["probabilities", "samples_out", "ring_out"],
-        )
-        program.save(str(path))
-    return path
-
-
-@contextlib.contextmanager
-def quiet_exporter():
-    """The ONNX exporter logs and prints by the screenful: keep its errors only."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ A detection of keyword k is a hit when its time (the centre of the windows that 
 within an unmatched event of k widened by `collar` seconds on each side. Detections are matched
 in time order, each to the earliest such event, so an event is matched at most once; a second
 detection of the same word is a false alarm. Unmatched events are misses. The delay of a hit is
-the detection's `reported_at` (when a live stream would have it: see audioclf/tasks/stream.py)
+the detection's `reported_at` (when a live stream would have it: see audioclf/streaming/detection.py)
 minus the event's end: how long after the word ends the detector says so (negative: before).
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audioclf.errors import UserError
-from audioclf.tasks.stream import Detection
+from audioclf.streaming.detection import Detection
 
 COLUMNS = ("file", "start_s", "end_s", "label")
 TOLERANCE_S = 1e-6  # times are compared to the microsecond: a detection on the collar's edge is a hit

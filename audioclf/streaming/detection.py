@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audioclf.audio.streaming import CannotStream, streamed_probabilities
 from audioclf.data.io import read_audio, resample
 from audioclf.errors import UserError
 from audioclf.lit.module import AudioClassifier
+from audioclf.streaming.runtime import CannotStream, streamed_probabilities
 
 IGNORED = ("_silence_", "_unknown_", "_background_noise_")
 DEFAULT_THRESHOLD = 0.6  # threshold=null and no per-keyword threshold in the checkpoint
@@ -86,7 +86,7 @@ def window_probabilities(
     stream_mode: str = "stateful",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(window starts in samples, (windows, classes) probabilities); quiet windows get all zeros.
-    `stream_mode=stateful` computes them as audioclf/audio/streaming.py streams (each frame once, equal
+    `stream_mode=stateful` computes them as audioclf/streaming/runtime.py streams (each frame once, equal
     to windowed), falling back to windowed, with one line on stderr, where the model cannot stream."""
     device = device or torch.device("cpu")
     model = model.to(device).eval()
