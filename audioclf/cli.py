@@ -16,14 +16,16 @@ that turns configs into calls; a bad value becomes a one-line error here.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from audioclf.config import check_group_choices, compose_config
+from audioclf.config import check_group_choices, check_override_types, compose_config, compose_train
 from audioclf.errors import UserError, exit_on_user_error, exit_with
 
 
@@ -82,10 +84,16 @@ def export() -> None:
     _run_app("export", run)
 
 
+@exit_on_user_error
 def search(argv: list[str] | None = None) -> None:
     from audioclf.tasks import search as task
 
-    task.main(sys.argv[1:] if argv is None else argv)
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in overrides):
+        print(task.__doc__)
+        return
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    task.run(overrides)
 
 
 @exit_on_user_error
@@ -101,13 +109,55 @@ def report(argv: list[str] | None = None) -> None:
     print(f"wrote {cfg.out or cfg.folder}/{cfg.name}.md, .csv, _runs.csv and .png{extra}")
 
 
+@exit_on_user_error
 def doctor(argv: list[str] | None = None) -> None:
     from audioclf.tasks import doctor as task
 
-    task.main(sys.argv[1:] if argv is None else argv)
+    run_dir, overrides = split_doctor_arguments(sys.argv[1:] if argv is None else argv)
+    task.run(doctor_config(run_dir, overrides), run_dir)
 
 
+def split_doctor_arguments(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """`run_dir=<folder>` names a finished run; the other arguments are config overrides."""
+    given = [a for a in argv if a.startswith("run_dir=")]
+    overrides = [a for a in argv if not a.startswith("run_dir=")]
+    if given:
+        run_dir = Path(given[-1].partition("=")[2])
+        if not (run_dir / ".hydra" / "config.yaml").is_file():
+            raise UserError(f"{run_dir} is not a run directory (it has no .hydra/config.yaml): give "
+                            "run_dir=logs/runs/train/<time>, or train.py's overrides (model=... data=...)")
+        return run_dir, overrides
+    return None, overrides
+
+
+def doctor_config(run_dir: Path | None, overrides: list[str]) -> DictConfig:
+    """The run's saved config with `overrides` on top, or train.py's config composed from them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if run_dir is None:
+        check_group_choices(overrides)
+    try:
+        if run_dir is not None:
+            return OmegaConf.merge(OmegaConf.load(run_dir / ".hydra" / "config.yaml"),
+                                   OmegaConf.from_dotlist(overrides))
+        cfg = compose_train(overrides)
+    except Exception as error:  # hydra and omegaconf report a bad override in their own types
+        raise UserError(f"the overrides do not compose ({str(error).splitlines()[0]}): "
+                        "use train.py's key=value syntax") from None
+    HydraConfig.instance().set_config(cfg)  # check_override_types compares with the chosen group files
+    check_override_types(cfg)
+    return cfg
+
+
+@exit_on_user_error
 def models(argv: list[str] | None = None) -> None:
+    """`classes=N` (default 10) and train.py overrides applied to every model, e.g. data=fsdd."""
     from audioclf.tasks import models as task
 
-    exit_on_user_error(task.main)(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    classes = [a for a in argv if a.startswith("classes=")]
+    overrides = [a for a in argv if not a.startswith("classes=")]
+    num_classes = classes[-1].partition("=")[2] if classes else "10"
+    if not num_classes.isdigit() or int(num_classes) < 2:
+        raise UserError(f"classes={num_classes} is not a class count: give an integer >= 2, e.g. classes=12")
+    task.run(int(num_classes), overrides)

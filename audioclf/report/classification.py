@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from audioclf.report.tables import markdown_table, write_csv  # noqa: E402
 
 COLUMNS = ("precision", "recall", "f1", "support")
 
@@ -46,10 +47,7 @@ def _cell(value) -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| label | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
-    for row in rows:
-        lines.append(f"| {row['label']} | " + " | ".join(_cell(row[c]) for c in COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(("label", *COLUMNS), ([row["label"], *(_cell(row[c]) for c in COLUMNS)] for row in rows))
 
 
 def to_text(rows: list[dict]) -> str:
@@ -60,13 +58,6 @@ def to_text(rows: list[dict]) -> str:
             lines.append("")
         lines.append(f"{row['label']:>{width}}" + "".join(f"{_cell(row[c]):>11}" for c in COLUMNS))
     return "\n".join(lines)
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=("label", *COLUMNS))
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
 
 
 def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str = "confusion matrix"):
@@ -94,7 +85,7 @@ def write_report(confusion: np.ndarray, class_names: list[str], folder: Path, pr
     folder.mkdir(parents=True, exist_ok=True)
     rows = classification_report(confusion, class_names)
     (folder / f"{prefix}_report.md").write_text(to_markdown(rows))
-    write_csv(rows, folder / f"{prefix}_report.csv")
+    write_csv(folder / f"{prefix}_report.csv", ("label", *COLUMNS), rows)
     figure = confusion_figure(confusion, class_names, f"{prefix} confusion matrix")
     figure.savefig(folder / f"{prefix}_confusion.png", dpi=100)
     plt.close(figure)

@@ -8,7 +8,6 @@ accepted negatives / negatives; FRR (false-reject rate) = rejected positives / p
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from audioclf.report.tables import blank_nan, markdown_table, write_csv  # noqa: E402
 
 NON_KEYWORDS = ("_silence_", "_unknown_", "_background_noise_")
 FAR_TARGETS = (0.01, 0.005)
@@ -125,10 +126,7 @@ HEADERS = ("keyword", "AUC", "FRR@FAR 1%", "threshold", "FRR@FAR 0.5%", "thresho
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|---|" + "---:|" * len(COLUMNS)]
-    for row in rows:
-        lines.append(f"| {row['keyword']} | " + " | ".join(_cell(row[c]) for c in COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(HEADERS, ([row["keyword"], *(_cell(row[c]) for c in COLUMNS)] for row in rows))
 
 
 def to_text(rows: list[dict]) -> str:
@@ -137,15 +135,6 @@ def to_text(rows: list[dict]) -> str:
     for row in rows:
         lines.append((f"{row['keyword']:>{width}}" + "".join(f"{_cell(row[c]):>14}" for c in COLUMNS)).rstrip())
     return "\n".join(lines)
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=("keyword", *COLUMNS))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
-                             for k, v in row.items()})
 
 
 def det_figure(curves: dict[str, DetCurve], title: str = "DET curves"):
@@ -179,7 +168,7 @@ def write_detection_report(probabilities: np.ndarray, labels: np.ndarray, class_
     folder.mkdir(parents=True, exist_ok=True)
     rows = detection_report(probabilities, labels, class_names)
     (folder / f"{prefix}_detection.md").write_text(to_markdown(rows))
-    write_csv(rows, folder / f"{prefix}_detection.csv")
+    write_csv(folder / f"{prefix}_detection.csv", ("keyword", *COLUMNS), map(blank_nan, rows))
     figure = det_figure(keyword_curves(probabilities, labels, class_names), f"{prefix} DET curves")
     figure.savefig(folder / f"{prefix}_det.png", dpi=100)
     plt.close(figure)

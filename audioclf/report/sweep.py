@@ -17,7 +17,6 @@ same in every job are listed once above the table. Writes into the output folder
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import statistics
@@ -30,6 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from audioclf.errors import UserError  # noqa: E402
+from audioclf.report.tables import blank_nan, markdown_table, write_csv  # noqa: E402
 
 # (metrics.json key, column title); shown as percent, mean +- std over seeds
 SCORES = (
@@ -90,9 +90,9 @@ def job_from_hydra(run_dir: Path) -> dict[str, Any]:
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         return {}
-    from omegaconf import OmegaConf
+    import yaml  # PyYAML, which Hydra's own files are written with
 
-    overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(saved)) or []]
+    overrides = [str(o) for o in yaml.safe_load(saved.read_text()) or []]
     return {"overrides": overrides, "seed": _seed_from(overrides)}
 
 
@@ -166,23 +166,24 @@ def _cost(key: str, value: float) -> str:
 
 
 def to_markdown(rows: list[dict], common: list[str], missing: list[str]) -> str:
-    lines = []
+    parts = []
     if common:
-        lines.append("All jobs: `" + " ".join(common) + "`\n")
+        parts.append("All jobs: `" + " ".join(common) + "`\n\n")
     header = ["config", "seeds", *(t for _, t in SCORES), *(t for _, t in COSTS)]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|---|---:|" + "---:|" * (len(SCORES) + len(COSTS)))
-    for row in rows:
-        cells = [row["config"], str(row["n"])]
-        cells += [_score(row[f"{k} mean"], row[f"{k} std"]) for k, _ in SCORES]
-        cells += [_cost(k, row[k]) for k, _ in COSTS]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append(
-        "\nScores: mean ± sample std over seeds, in percent. s/epoch: training wall time per epoch."
+    parts.append(markdown_table(header, map(_table_cells, rows)))
+    parts.append(
+        "\nScores: mean ± sample std over seeds, in percent. s/epoch: training wall time per epoch.\n"
     )
     if missing:
-        lines.append(f"\nNo metrics.json (failed or unfinished): jobs {', '.join(missing)}.")
-    return "\n".join(lines) + "\n"
+        parts.append(f"\nNo metrics.json (failed or unfinished): jobs {', '.join(missing)}.\n")
+    return "".join(parts)
+
+
+def _table_cells(row: dict) -> list[str]:
+    cells = [row["config"], str(row["n"])]
+    cells += [_score(row[f"{k} mean"], row[f"{k} std"]) for k, _ in SCORES]
+    cells += [_cost(k, row[k]) for k, _ in COSTS]
+    return cells
 
 
 def bar_chart(rows: list[dict], runs: list[dict], metric: str, title: str):
@@ -234,17 +235,10 @@ def _wrap(label: str, width: int = 28) -> str:
     return "\n".join([*parts, line])
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    fields: list[str] = []
-    for row in rows:
-        fields += [k for k in row if k not in fields]
-    with open(path, "w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(
-            {k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
-            for row in rows
-        )
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """A CSV of every key any row has, in order of first appearance; NaN as an empty cell."""
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    write_csv(path, fields, map(blank_nan, rows))
 
 
 def run_rows(runs: list[dict]) -> list[dict[str, Any]]:
@@ -296,8 +290,8 @@ def sweep_report(
     out.mkdir(parents=True, exist_ok=True)
     table = to_markdown(rows, common, unfinished_jobs(folder))
     (out / f"{name}.md").write_text(table)
-    write_csv(rows, out / f"{name}.csv")
-    write_csv(run_rows(runs), out / f"{name}_runs.csv")
+    write_rows(out / f"{name}.csv", rows)
+    write_rows(out / f"{name}_runs.csv", run_rows(runs))
     figure = bar_chart(
         rows, runs, metric, title or f"{folder.name}: {metric}, mean ± std over seeds"
     )
@@ -322,7 +316,7 @@ def sweep_report(
                 f"no TensorBoard scalars {', '.join(curves)} under {folder}: "
                 "check the tag names (TensorBoard's scalar tab lists them)"
             )
-        write_csv(points, out / f"{name}_curves.csv")
+        write_rows(out / f"{name}_curves.csv", points)
         figure = curves_figure(points, list(curves), [row["config"] for row in rows])
         figure.savefig(out / f"{name}_curves.png", dpi=110)
         plt.close(figure)

@@ -20,8 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from audioclf.audio.frontends import build_frontend
 from audioclf.config import CONF_DIR, config_errors, model_sample_rate, to_dict
-from audioclf.errors import UserError
 from audioclf.models import BACKBONES, build_backbone, count_parameters
+from audioclf.report.tables import markdown_table
 
 
 def rnn_flops(module: nn.RNNBase, steps: int) -> int:
@@ -87,23 +87,16 @@ def describe(name: str, num_classes: int, overrides: list[str] = ()) -> dict[str
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| backbone | params | features | input (C, F, T) | MFLOPs/clip |",
-             "|---|---:|---|---|---:|"]
-    for r in rows:
-        shape = " x ".join(str(d) for d in r["input"])
-        lines.append(f"| {r['name']} | {r['params']:,} | {r['features']} @ {r['sample_rate']} Hz "
-                     f"| {shape} | {r['mflops']:.1f} |")
-    return "\n".join(lines)
+    cells = [(r["name"], f"{r['params']:,}", f"{r['features']} @ {r['sample_rate']} Hz",
+              " x ".join(str(d) for d in r["input"]), f"{r['mflops']:.1f}") for r in rows]
+    header = ("backbone", "params", "features", "input (C, F, T)", "MFLOPs/clip")
+    return markdown_table(header, cells, align="lrllr").rstrip("\n")
 
 
-def main(argv: list[str]) -> None:
-    """`classes=N` (default 10) and train.py overrides applied to every model, e.g. data=fsdd."""
-    classes = [a for a in argv if a.startswith("classes=")]
-    overrides = [a for a in argv if not a.startswith("classes=")]
-    num_classes = classes[-1].partition("=")[2] if classes else "10"
-    if not num_classes.isdigit() or int(num_classes) < 2:
-        raise UserError(f"classes={num_classes} is not a class count: give an integer >= 2, e.g. classes=12")
+def run(num_classes: int = 10, overrides: list[str] = ()) -> None:
+    """Print the table of every registered backbone at `num_classes`, with train.py `overrides`
+    (e.g. data=fsdd) applied to every model config."""
     with warnings.catch_warnings():  # torchaudio's empty-mel-filter warnings at low sample rates
         warnings.simplefilter("ignore", UserWarning)
-        rows = [describe(name, int(num_classes), overrides) for name in sorted(BACKBONES)]
+        rows = [describe(name, num_classes, overrides) for name in sorted(BACKBONES)]
     print(table(rows))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from audioclf.config import CONF_DIR, check_group_choices, to_dict
-from audioclf.errors import UserError, exit_on_user_error
+from audioclf.errors import UserError
+from audioclf.report.tables import markdown_table
 
 log = logging.getLogger("audioclf.tasks.search")
 
@@ -156,7 +156,7 @@ def make_study(search: dict[str, Any], study_name: str) -> optuna.Study:
     )
 
 
-def run_search(overrides: list[str]) -> optuna.Study:
+def run(overrides: list[str]) -> optuna.Study:
     """Compose the config, run the study, write trials.csv, search_history.png and best.md."""
     from audioclf.tasks import train  # imported here: the module is light to import for --help
 
@@ -250,12 +250,7 @@ def write_results(
         lines += [
             f"Best: trial {best.number}, "
             f"{search.get('objective', 'val/acc_best')} = {best.value:.4f}\n",
-            "| param | value |",
-            "|---|---:|",
-            *(
-                f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                for k, v in best.params.items()
-            ),
+            best_params_table(best.params),
             "\nTrain with it:\n",
             "```",
             f"python train.py {base} {' '.join(best.user_attrs['overrides'])}",
@@ -264,6 +259,11 @@ def write_results(
     (root / "best.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwrote {root}/trials.csv, search_history.png and best.md")
+
+
+def best_params_table(params: dict[str, Any]) -> str:
+    cells = [(key, f"{value:.4g}" if isinstance(value, float) else str(value)) for key, value in params.items()]
+    return markdown_table(("param", "value"), cells).rstrip("\n")
 
 
 def history_figure(study: optuna.Study, path: Path, monitor: str) -> None:
@@ -302,17 +302,3 @@ def history_figure(study: optuna.Study, path: Path, monitor: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
-    run_search(argv)
-
-
-if __name__ == "__main__":
-    main()

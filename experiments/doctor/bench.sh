@@ -12,8 +12,8 @@ echo "| backbone | seconds | problems found |"
 echo "|---|---:|---|"
 for model in ${MODELS//,/ }; do
     # shellcheck disable=SC2086  # DATA_ARGS is a word list on purpose
-    "$PYTHON" -c "import sys; from audioclf.tasks.doctor import load_config; from audioclf.tasks.train import build_datamodule
-d = build_datamodule(load_config(None, sys.argv[1:])); d.setup('fit')" $DATA_ARGS "model=$model" "${EXTRA[@]}" \
+    "$PYTHON" -c "import sys; from audioclf.cli import doctor_config; from audioclf.tasks.build import build_datamodule
+d = build_datamodule(doctor_config(None, sys.argv[1:])); d.setup('fit')" $DATA_ARGS "model=$model" "${EXTRA[@]}" \
         >/dev/null 2>&1
     started=$(date +%s.%N)
     # shellcheck disable=SC2086

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audioclf import cli, diagnostics
 from audioclf.lit.callbacks import ChanceHint
 from audioclf.tasks import doctor, train
 from tests.conftest import compose_config
@@ -64,7 +65,7 @@ def test_a_run_stuck_at_chance_prints_the_hint_and_the_doctor_reads_its_history(
                     f"`audioclf-doctor run_dir={run_dir}` says why"]
     (run_dir / ".hydra").mkdir()
     (run_dir / ".hydra" / "config.yaml").write_text(doctor_config_yaml(cfg))
-    doctor.main([f"run_dir={run_dir}"])
+    cli.doctor([f"run_dir={run_dir}"])
     out = capsys.readouterr().out
     assert "history: val/acc stayed within 2 points of chance (10.0 %) for all 3 epochs" in out
     assert "fix:   optim.lr=" in out  # the range test names the learning rate that caused it
@@ -79,11 +80,11 @@ def doctor_config_yaml(cfg) -> str:
 
 def test_the_command_line_refuses_what_is_not_a_run_directory_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        doctor.main([f"run_dir={tmp_path}"])
+        cli.doctor([f"run_dir={tmp_path}"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
     with pytest.raises(SystemExit):
-        doctor.main(["model=no_such_model"])
+        cli.doctor(["model=no_such_model"])
     assert "model=no_such_model is not a config" in capsys.readouterr().err
 
 
@@ -92,17 +93,18 @@ def test_the_command_line_refuses_what_is_not_a_run_directory_in_one_line(tmp_pa
 
 def test_labels_imbalanced_or_missing_and_balanced():
     names = ["a", "b", "c"]
-    assert set(problems(doctor.check_labels(np.array([0] * 40 + [1] * 5 + [2] * 5), names))) == {
+    assert set(problems(diagnostics.check_labels(np.array([0] * 40 + [1] * 5 + [2] * 5), names))) == {
         ("labels", "imbalanced")}
-    assert ("labels", "empty_class") in problems(doctor.check_labels(np.array([0, 0, 1, 1]), names))
-    balanced = doctor.check_labels(np.repeat([0, 1, 2], 10), names)
+    assert ("labels", "empty_class") in problems(diagnostics.check_labels(np.array([0, 0, 1, 1]), names))
+    balanced = diagnostics.check_labels(np.repeat([0, 1, 2], 10), names)
     assert problems(balanced) == {} and "chance is 33.3 %" in balanced[-1].message
 
 
 def features_case(raw, normalize="per_band", name="logmel"):
     inputs = raw if normalize == "none" else (raw - raw.mean(dim=(0, 3), keepdim=True)) / raw.std(
         dim=(0, 3), keepdim=True).clamp_min(1e-5)
-    return problems(doctor.check_features(raw, inputs, band_axis=2, features={"name": name, "normalize": normalize}))
+    features = {"name": name, "normalize": normalize}
+    return problems(diagnostics.check_features(raw, inputs, band_axis=2, features=features))
 
 
 def test_features_each_problem_and_a_healthy_log_mel():
@@ -137,9 +139,9 @@ class SequenceOver(nn.Module):
 
 def test_layout_names_a_recurrent_layer_stepping_over_bands():
     x = torch.randn(4, 1, 12, 20)
-    found = problems(doctor.check_layout(SequenceOver(axis=2), x, time=3, features={"librosa_layout": True}))
+    found = problems(diagnostics.check_layout(SequenceOver(axis=2), x, time=3, features={"librosa_layout": True}))
     assert "12 frequency bands" in found[("layout", "steps_over_frequency")].message
-    healthy = doctor.check_layout(SequenceOver(axis=3), x, time=3, features={})
+    healthy = diagnostics.check_layout(SequenceOver(axis=3), x, time=3, features={})
     assert problems(healthy) == {} and "steps over 20 time frames" in healthy[0].message
 
 
@@ -147,8 +149,8 @@ def test_time_axis_follows_the_audio():
     def transform(waves):
         return waves.reshape(len(waves), 1, 10, 40)  # 10 "frames" of 40 samples: time on axis 2
 
-    assert doctor.time_axis(transform, torch.randn(2, 400)) == 2
-    assert doctor.time_axis(lambda w: transform(w).transpose(2, 3), torch.randn(2, 400)) == 3
+    assert diagnostics.time_axis(transform, torch.randn(2, 400)) == 2
+    assert diagnostics.time_axis(lambda w: transform(w).transpose(2, 3), torch.randn(2, 400)) == 3
 
 
 class Mlp(nn.Module):
@@ -163,10 +165,10 @@ class Mlp(nn.Module):
 
 def test_dropout_above_a_half_is_named_with_its_key():
     x = torch.randn(8, 1, 4, 10)
-    found = problems(doctor.check_dropout(Mlp(dropout=0.8), x, {"name": "mlp", "dropout": 0.8}))
+    found = problems(diagnostics.check_dropout(Mlp(dropout=0.8), x, {"name": "mlp", "dropout": 0.8}))
     heavy = found[("dropout", "heavy_dropout")]
     assert heavy.fix == "model.dropout=0.2" and "2 times" in heavy.message
-    assert problems(doctor.check_dropout(Mlp(dropout=0.2), x, {"dropout": 0.2})) == {}
+    assert problems(diagnostics.check_dropout(Mlp(dropout=0.2), x, {"dropout": 0.2})) == {}
 
 
 class PerFrameBce(nn.Module):
@@ -191,14 +193,15 @@ class PerFrameBce(nn.Module):
 
 def test_initial_loss_per_frame_labels_sigmoid_and_large_logits():
     x, labels = torch.randn(8, 1, 10, 6), torch.arange(8) % 4
-    per_frame = problems(doctor.check_initial_loss(PerFrameBce(), x, labels, 4))
+    per_frame = problems(diagnostics.check_initial_loss(PerFrameBce(), x, labels, 4))
     assert "each of 6 frames" in per_frame[("loss", "per_frame_labels")].message
-    assert ("loss", "sigmoid_loss") in problems(doctor.check_initial_loss(PerFrameBce(per_frame=False), x, labels, 4))
+    per_clip = problems(diagnostics.check_initial_loss(PerFrameBce(per_frame=False), x, labels, 4))
+    assert ("loss", "sigmoid_loss") in per_clip
     loud = Mlp(inputs=60)
     with torch.no_grad():
         loud.second.weight.mul_(100)
-    assert ("loss", "high_initial_loss") in problems(doctor.check_initial_loss(loud, x, labels, 4))
-    assert problems(doctor.check_initial_loss(Mlp(inputs=60), x, labels, 4)) == {}
+    assert ("loss", "high_initial_loss") in problems(diagnostics.check_initial_loss(loud, x, labels, 4))
+    assert problems(diagnostics.check_initial_loss(Mlp(inputs=60), x, labels, 4)) == {}
 
 
 class Scaled(Mlp):
@@ -215,16 +218,16 @@ class Scaled(Mlp):
 
 def test_gradients_dead_vanishing_not_finite_and_healthy():
     x, labels = torch.randn(8, 1, 4, 10), torch.arange(8) % 4
-    assert ("gradients", "no_gradient") in problems(doctor.check_gradients(Scaled(unused=True), x, labels))
+    assert ("gradients", "no_gradient") in problems(diagnostics.check_gradients(Scaled(unused=True), x, labels))
     vanishing = Scaled(scale=1e-9)
     with torch.no_grad():
         vanishing.first.bias.fill_(1.0)  # keeps the ReLU open, so the gradient is tiny, not zero
-    assert ("gradients", "vanishing") in problems(doctor.check_gradients(vanishing, x, labels))
+    assert ("gradients", "vanishing") in problems(diagnostics.check_gradients(vanishing, x, labels))
     broken = Scaled()
     with torch.no_grad():
         broken.first.weight[0, 0] = float("nan")
-    assert ("gradients", "not_finite") in problems(doctor.check_gradients(broken, x, labels))
-    healthy = doctor.check_gradients(Scaled(), x, labels)
+    assert ("gradients", "not_finite") in problems(diagnostics.check_gradients(broken, x, labels))
+    healthy = diagnostics.check_gradients(Scaled(), x, labels)
     assert problems(healthy) == {} and "first" in healthy[0].message
 
 
@@ -246,8 +249,9 @@ def adamw(params, lr=1e-2):
 def test_overfit_one_batch_fails_for_a_blind_model_and_passes_for_an_mlp():
     torch.manual_seed(0)
     x, labels = torch.randn(16, 1, 4, 10), torch.arange(16) % 4
-    assert ("overfit", "cannot_overfit") in problems(doctor.check_overfit_batch(Blind(), adamw, x, labels, steps=30))
-    learned = doctor.check_overfit_batch(Mlp(), adamw, x, labels, steps=100)
+    blind = diagnostics.check_overfit_batch(Blind(), adamw, x, labels, steps=30)
+    assert ("overfit", "cannot_overfit") in problems(blind)
+    learned = diagnostics.check_overfit_batch(Mlp(), adamw, x, labels, steps=100)
     assert problems(learned) == {} and "by heart" in learned[0].message
 
 
@@ -256,7 +260,7 @@ def test_learning_rate_too_high_too_low_and_fine():
     x, labels = torch.randn(16, 1, 4, 10), torch.arange(16) % 4
 
     def check(lr):
-        return problems(doctor.check_learning_rate(Mlp(), lambda p: torch.optim.SGD(p, lr=lr), lr, x, labels))
+        return problems(diagnostics.check_learning_rate(Mlp(), lambda p: torch.optim.SGD(p, lr=lr), lr, x, labels))
 
     assert set(check(50.0)) == {("lr", "lr_too_high")}
     too_low = check(1e-9)
@@ -265,12 +269,12 @@ def test_learning_rate_too_high_too_low_and_fine():
 
 
 def test_history_at_chance_for_three_epochs():
-    stuck = problems(doctor.check_history([0.1, 0.11, 0.09], chance=0.1))
+    stuck = problems(diagnostics.check_history([0.1, 0.11, 0.09], chance=0.1))
     assert stuck[("history", "stuck_at_chance")].fix == "the findings above name why"
-    slow = problems(doctor.check_history([0.1, 0.11, 0.09], chance=0.1, can_learn=True))
+    slow = problems(diagnostics.check_history([0.1, 0.11, 0.09], chance=0.1, can_learn=True))
     assert "trainer.max_epochs" in slow[("history", "stuck_at_chance")].fix
-    assert problems(doctor.check_history([0.1, 0.1], chance=0.1)) == {}  # too early to tell
-    assert problems(doctor.check_history([0.1, 0.4, 0.8], chance=0.1)) == {}
+    assert problems(diagnostics.check_history([0.1, 0.1], chance=0.1)) == {}  # too early to tell
+    assert problems(diagnostics.check_history([0.1, 0.4, 0.8], chance=0.1)) == {}
 
 
 def test_chance_hint_prints_once_after_three_epochs_in_a_row(capsys):

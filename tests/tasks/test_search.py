@@ -12,7 +12,7 @@ optuna = pytest.importorskip("optuna")
 pytest.importorskip("optuna_integration")
 
 from audioclf.errors import UserError  # noqa: E402
-from audioclf.tasks.search import PyTorchLightningPruningCallback, run_search, suggest  # noqa: E402
+from audioclf.tasks.search import PyTorchLightningPruningCallback, run, suggest  # noqa: E402
 from tests.conftest import SMALL_SYNTHETIC, compose_config  # noqa: E402
 
 
@@ -83,7 +83,7 @@ def test_pruning_callback_reports_and_prunes():
 
 def test_no_search_space_is_a_one_line_error(tmp_path):
     with pytest.raises(UserError, match="hparams_search=optuna"):
-        run_search([*SMALL_SYNTHETIC, f"paths.log_dir={tmp_path}"])
+        run([*SMALL_SYNTHETIC, f"paths.log_dir={tmp_path}"])
 
 
 @pytest.mark.slow
@@ -109,7 +109,7 @@ def test_tiny_study_runs_prunes_and_writes_results(tmp_path):
         "search.pruner.n_startup_trials=1",
         "search.pruner.n_warmup_steps=0",
     ]
-    study = run_search(overrides)
+    study = run(overrides)
     states = [t.state for t in study.trials]
     assert len(states) == 5 and states[0] == optuna.trial.TrialState.COMPLETE
     assert optuna.trial.TrialState.PRUNED in states, [
