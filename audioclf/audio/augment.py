@@ -12,15 +12,12 @@ Every draw comes from the global torch RNG of the batch's device, so
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
-
-from audioclf.data.io import list_audio_files, read_audio, resample
 
 # augment.* keys that act on features (the module's frontend and training step), not on waveforms here
 FEATURE_KEYS = ("spec_augment", "mixup_alpha", "vtlp")
@@ -36,14 +33,6 @@ class NoiseBank(nn.Module):
         self.register_buffer("samples", samples, persistent=False)
         self.register_buffer("starts", torch.cumsum(lengths, 0) - lengths, persistent=False)
         self.register_buffer("lengths", lengths, persistent=False)
-
-    @classmethod
-    def from_folder(cls, folder: str | Path, sample_rate: int, min_samples: int) -> NoiseBank:
-        folder = Path(folder).expanduser()
-        if not folder.is_dir():
-            raise ValueError(f"noise_dir={folder} is not a directory: fix the path or set it to null")
-        recordings = [resample(*read_audio(path), sample_rate) for path in list_audio_files(folder)]
-        return cls.from_recordings(recordings, min_samples, f"noise_dir={folder}")
 
     @classmethod
     def from_recordings(cls, recordings: list[np.ndarray], min_samples: int,

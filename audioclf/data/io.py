@@ -76,3 +76,11 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
 
 def list_audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def read_noise_folder(folder: str | Path, sample_rate: int) -> list[np.ndarray]:
+    """Every audio file in `folder` (the augment.noise_dir option), mono at `sample_rate`."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"noise_dir={folder} is not a directory: fix the path or set it to null")
+    return [resample(*read_audio(path), sample_rate) for path in list_audio_files(folder)]
