@@ -155,16 +155,19 @@ def check_accelerator(cfg: DictConfig) -> None:
 
 
 @contextlib.contextmanager
-def config_errors(group: str, node: Any) -> Iterator[None]:
+def config_errors(group: str, node: Any, **other_groups: Any) -> Iterator[None]:
     """Turn the library's ValueError about a parameter of config `node`, e.g. `n_fft=64 is shorter ...`,
-    into a UserError naming the override, `features.n_fft=64 is shorter ...`."""
+    into a UserError naming the override, `features.n_fft=64 is shorter ...`. When one object is
+    built from several groups, `other_groups` (e.g. `augment=<node>`) name the group whose key it is."""
     try:
         yield
     except ValueError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         key = re.match(r"([A-Za-z_]\w*)=", message)
-        named = key is not None and key.group(1) in (node or {})
-        raise UserError(f"{group}.{message}" if named else f"{group}: {message}") from None
+        nodes = {group: node, **other_groups}
+        owner = next((name for name, values in nodes.items() if key is not None and key.group(1) in (values or {})),
+                     None)
+        raise UserError(f"{owner}.{message}" if owner else f"{group}: {message}") from None
 
 
 def check_group_choices(argv: list[str]) -> None:
@@ -211,7 +214,7 @@ def check_group_keys(argv: list[str]) -> None:
         return
     others = [arg for arg in argv if "=" in arg and not arg.startswith("-") and not _group_key(arg)[1]]
     try:
-        cfg = _compose_train(others)
+        cfg = compose_train(others)
     except Exception:  # noqa: BLE001 - another override is wrong: Hydra reports it
         return
     for group, key in keys:
@@ -248,7 +251,8 @@ def _missing_key_fix(group: str, key: str) -> str:
     return f"check the spelling, or add the key with +{group}.{key}=<value>"
 
 
-def _compose_train(overrides: list[str]) -> DictConfig:
+def compose_train(overrides: list[str]) -> DictConfig:
+    """train.py's config with `overrides`, and Hydra's own node (`hydra.runtime.choices`), no run folder."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 

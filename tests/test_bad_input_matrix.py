@@ -18,9 +18,9 @@ from audioclf.config import check_group_choices, check_values
 from audioclf.data.io import read_audio
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import load_classifier
-from audioclf.lit.resume import resolve_ckpt_path
 from audioclf.models import build_backbone
 from audioclf.tasks import predict, train
+from audioclf.tasks.run_identity import resolve_ckpt_path
 from tests.conftest import ROOT, SMALL_SYNTHETIC, compose_config, write_wav
 from tests.tasks.test_export import registry_classifier, save_checkpoint
 

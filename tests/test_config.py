@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from audioclf.config import CONF_DIR
-from audioclf.tasks.train import build_datamodule, build_model, build_trainer
+from audioclf.tasks.build import build_datamodule, build_model, build_trainer
 from tests.conftest import compose_config, make_fsdd, make_speech_commands, write_wav
 
 DATA = sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -20,6 +21,7 @@ from torch.utils.data import (
 
 from audioclf.audio.augment import FEATURE_KEYS, NoiseBank, WaveAugment
 from audioclf.data.clips import ClipBank, load_or_build
+from audioclf.data.io import read_noise_folder
 from audioclf.data.sampling import ResumableDataLoader, ShardedBatches
 from audioclf.data.sources import SOURCES, SPLITS, Source, build_source
 
@@ -71,7 +73,9 @@ class AudioDataModule(L.LightningDataModule):
         return build_source(self.source_name, **args)
 
     def prepare_data(self) -> None:
-        self.build_source()  # downloads once, on one process
+        """Build the source (which downloads the data when it is missing) once; setup reuses it."""
+        if self.source is None:
+            self.source = self.build_source()
 
     def setup(self, stage: str | None = None) -> None:
         if self.source is None:
@@ -96,7 +100,9 @@ class AudioDataModule(L.LightningDataModule):
         bank = None
         if cfg.get("noise_prob", 0) > 0 or (cfg.get("fresh_silence") and silence is not None):
             if noise_dir is not None:
-                bank = NoiseBank.from_folder(noise_dir, self.sample_rate, self.num_samples)
+                folder = Path(noise_dir).expanduser()
+                recordings = read_noise_folder(folder, self.sample_rate)
+                bank = NoiseBank.from_recordings(recordings, self.num_samples, f"noise_dir={folder}")
             elif recordings := self.source.noise_recordings(self.sample_rate):
                 bank = NoiseBank.from_recordings(recordings, self.num_samples, f"data={self.source.name}")
             else:
@@ -129,7 +135,7 @@ class AudioDataModule(L.LightningDataModule):
             order = SequentialSampler(dataset)
         workers = int(self.loader.get("num_workers", 0))
         batches = BatchSampler(order, self.batch_size(train=shuffle), drop_last=False)
-        return ResumableDataLoader(  # this rank's shard under DDP; resumable mid-epoch (loading.py)
+        return ResumableDataLoader(  # this rank's shard under DDP; resumable mid-epoch (sampling.py)
             dataset,
             sampler=ShardedBatches(batches, train=shuffle),
             batch_size=None,

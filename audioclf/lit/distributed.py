@@ -1,12 +1,11 @@
 """Multi-process runs: only global rank 0 writes logs and run files.
 
-Under `trainer=ddp` Lightning re-launches the entry point for ranks 1..N-1
-with `hydra.run.dir=<rank 0's run dir> hydra.output_subdir=null`, so they
-share rank 0's folder and write no `.hydra/`. Hydra still gives each of them a
-log file (`train_ddp_process_<rank>.log`); `quiet_other_ranks` closes and
-removes it before anything is logged, so the run folder holds one set of
-logs. Under torchrun or SLURM every rank starts the script itself: pass the
-same `hydra.run.dir` to all of them (the launcher configs do).
+Under `trainer=ddp` Lightning re-launches the entry point for ranks 1..N-1 into rank 0's
+run folder (the launch arguments are the config layer's business: `audioclf/conf/trainer/ddp.yaml`).
+The entry point may still have given each of them a log file (`train_ddp_process_<rank>.log`);
+`quiet_other_ranks` closes and removes it before anything is logged, so the run folder holds
+one set of logs. Under torchrun or SLURM every rank starts the script itself with the same run
+folder (the launcher configs do).
 """
 
 from __future__ import annotations

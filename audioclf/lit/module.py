@@ -17,7 +17,7 @@ from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from audioclf.audio.augment import mixup
-from audioclf.audio.frontends import build_frontend
+from audioclf.audio.frontends import Frontend, build_frontend
 from audioclf.models import build_backbone, count_parameters
 from audioclf.report.detection import thresholds_at_far
 
@@ -37,17 +37,20 @@ class AudioClassifier(L.LightningModule):
         data: dict[str, Any] | None = None,
         mixup_alpha: float = 0.0,
         vtlp: tuple[float, float] | None = None,
+        frontend: Frontend | None = None,
     ):
         """`optimizer(params)` and `scheduler(optimizer, total_steps=, steps_per_epoch=)` are
         factories (e.g. partials from the config), needed only to train, so not saved in the
         checkpoint's hyperparameters; `data` is the training data config, kept so eval can
-        default to it."""
+        default to it. `frontend`: the frontend already built from `features`, `spec_augment`
+        and `vtlp` (the config edge builds it once, to check them); None builds it from them,
+        as loading a checkpoint does."""
         super().__init__()
-        self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
+        self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler", "frontend"])
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = list(class_names)
         num_classes = len(class_names)
-        self.frontend = build_frontend(features, sample_rate, spec_augment, vtlp)
+        self.frontend = frontend if frontend is not None else build_frontend(features, sample_rate, spec_augment, vtlp)
         self.input_shape = self.frontend.output_shape(num_samples)
         spec = dict(backbone)
         self.backbone = build_backbone(spec.pop("name"), num_classes, self.input_shape, **spec)

@@ -1,4 +1,4 @@
-"""Fault tolerance: atomic checkpoint files, mid-epoch `last.ckpt`, exact resume, `ckpt_path=last`.
+"""Fault tolerance: atomic checkpoint files, mid-epoch `last.ckpt`, exact resume.
 
 - `AtomicCheckpointIO` writes each checkpoint to a temporary file in the same
   folder, fsyncs it and renames it over the target (`os.replace`), so a kill
@@ -16,19 +16,13 @@
   (`audioclf.data.sampling`). With `trainer.deterministic=true` on CPU, a run
   killed mid-epoch and resumed then trains on the same batches with the same
   augmentation and dropout draws, and ends with bit-identical weights.
-- `resolve_ckpt_path`: `ckpt_path=last` means the newest `checkpoints/last.ckpt`
-  of an earlier run of the same task under `paths.log_dir`. `ckpt_path=auto` means
-  the run folder's own: rerun a killed sweep into its folder (`hydra.sweep.dir=`) and
-  each job that finished is skipped (`finished_run`), each that has a `last.ckpt`
-  resumes from it and the others start fresh. Each run notes its overrides in
-  `job_overrides.json` (Hydra rewrites `.hydra/` before the job starts), so a job
-  folder of another sweep is refused rather than resumed.
+
+Which checkpoint a run resumes from (`ckpt_path=last|auto`) is decided at the config edge,
+`audioclf/tasks/run_identity.py`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import random
 import tempfile
@@ -38,19 +32,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint as _ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from omegaconf import DictConfig
 
 from audioclf.data.sampling import ResumableDataLoader
-from audioclf.errors import UserError
-from audioclf.lit.checkpoints import check_checkpoint
-from audioclf.lit.distributed import global_rank
-
-log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -190,120 +176,3 @@ class ResumeState(L.Callback):
         if self.pending is not None:  # after the loaders made their iterators, before any batch
             set_random_states(self.pending)
             self.pending = None
-
-
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """The checkpoint to resume: null, a file, `last` (newest earlier last.ckpt of the task) or `auto`
-    (the run folder's own last.ckpt, if any)."""
-    value = cfg.get("ckpt_path")
-    if value is None or str(value) == "":
-        return None
-    if str(value) == "auto":
-        return own_last_checkpoint(Path(cfg.paths.output_dir))
-    if str(value) != "last":
-        path = Path(str(value)).expanduser()
-        if not path.is_file():
-            raise UserError(
-                f"ckpt_path={path} does not exist: give a .ckpt file, ckpt_path=last or ckpt_path=auto"
-            )
-        check_checkpoint(path)
-        return str(path)
-    log_dir = Path(cfg.paths.log_dir)
-    task = cfg.get("task_name", "train")
-    current = Path(cfg.paths.output_dir).resolve()
-    found = [
-        p
-        for pattern in (
-            f"runs/{task}/*/checkpoints/last.ckpt",
-            f"multiruns/{task}/*/*/checkpoints/last.ckpt",
-        )
-        for p in log_dir.glob(pattern)
-        if current not in p.resolve().parents
-    ]
-    if not found:
-        raise UserError(
-            f"ckpt_path=last found no {log_dir}/runs/{task}/*/checkpoints/last.ckpt: "
-            "train once first, or give ckpt_path=<file.ckpt>"
-        )
-    newest = max(found, key=lambda p: p.stat().st_mtime)
-    print(f"ckpt_path=last: resuming from {newest}")
-    return str(newest)
-
-
-RECORD = "job_overrides.json"  # a run folder's own overrides: Hydra rewrites .hydra/ before a rerun job starts
-LAST = Path("checkpoints") / "last.ckpt"
-
-
-def job_overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def job_label() -> str:
-    """`job <n>` in a multirun, `run` otherwise."""
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return f"job {HydraConfig.get().job.num}"
-    return "run"
-
-
-def record_overrides(output_dir: Path) -> None:
-    """Note the job's overrides in its run folder, for a later rerun with ckpt_path=auto."""
-    if global_rank() == 0:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / RECORD).write_text(json.dumps(job_overrides(), indent=2))
-
-
-def saved_metrics(output_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((output_dir / "metrics.json").read_text())
-    except (OSError, ValueError):  # missing, or cut short by a kill: not finished
-        return None
-
-
-def recorded_overrides(output_dir: Path) -> list[str] | None:
-    """The overrides a run folder was made with: its record, else its metrics.json's; None if neither."""
-    try:
-        return json.loads((output_dir / RECORD).read_text())
-    except (OSError, ValueError):
-        return ((saved_metrics(output_dir) or {}).get("job") or {}).get("overrides")
-
-
-def job_identity(overrides: list[str]) -> list[str]:
-    """The overrides that make a job what it is: not where it resumes from, nor its paths."""
-    def key(override: str) -> str:
-        return override.split("=", 1)[0].lstrip("+~")
-
-    return sorted(o for o in overrides if key(o) != "ckpt_path" and not key(o).startswith("paths."))
-
-
-def resume_in_place(output_dir: Path, overrides: list[str]) -> str:
-    """What ckpt_path=auto does in a run folder: "finished" (it holds a metrics.json), "resume" (it holds
-    checkpoints/last.ckpt) or "fresh"; a UserError when the folder holds a run of other overrides."""
-    saved = recorded_overrides(output_dir)
-    if saved is not None and job_identity(saved) != job_identity(overrides):
-        had = " ".join(sorted(set(job_identity(saved)) - set(overrides))) or "-"
-        has = " ".join(sorted(set(job_identity(overrides)) - set(saved))) or "-"
-        raise UserError(
-            f"ckpt_path=auto: {output_dir} holds a run of other overrides (it had {had}, this job has {has}): "
-            "the sweep's overrides changed; rerun its own command, or give another hydra.sweep.dir / hydra.run.dir"
-        )
-    if saved_metrics(output_dir) is not None:
-        return "finished"
-    return "resume" if (output_dir / LAST).is_file() else "fresh"
-
-
-def finished_run(cfg: DictConfig) -> dict[str, float] | None:
-    """ckpt_path=auto in a folder that holds a finished run: its saved metrics, so the job can be skipped."""
-    output_dir = Path(cfg.paths.output_dir)
-    if str(cfg.get("ckpt_path")) != "auto" or resume_in_place(output_dir, job_overrides()) != "finished":
-        return None
-    print(f"ckpt_path=auto: {job_label()} already finished, skipped: {output_dir}")
-    return {k: v for k, v in saved_metrics(output_dir).items() if isinstance(v, int | float)}
-
-
-def own_last_checkpoint(output_dir: Path) -> str | None:
-    """ckpt_path=auto: the run folder's own last.ckpt, or None (start fresh) when it has none."""
-    if resume_in_place(output_dir, job_overrides()) == "fresh":
-        print(f"ckpt_path=auto: {job_label()} starts fresh in {output_dir}")
-        return None
-    print(f"ckpt_path=auto: {job_label()} resumes from {output_dir / LAST}")
-    return str(output_dir / LAST)

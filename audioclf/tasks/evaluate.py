@@ -34,8 +34,8 @@ from audioclf.report.detection import (
     keyword_indices,
     write_detection_report,
 )
-from audioclf.tasks.stream import DEFAULT_THRESHOLD, detect, window_probabilities
-from audioclf.tasks.train import trainer_node
+from audioclf.streaming.detection import DEFAULT_THRESHOLD, detect, window_probabilities
+from audioclf.tasks.build import trainer_node
 
 
 class ProbabilityCollector(L.Callback):

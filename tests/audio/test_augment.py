@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from audioclf.audio.augment import NoiseBank, WaveAugment, change_speed, mixup, speed_factors
 from audioclf.audio.frontends import SpecAugment
-from audioclf.tasks import train
+from audioclf.tasks import build, train
 from tests.conftest import SMALL_SYNTHETIC, compose_config, make_speech_commands, write_wav
 
 RATE = 8000
@@ -216,7 +216,7 @@ def test_mixup_label_math():
 
 def datamodule(tmp_path, overrides):
     cfg = compose_config(tmp_path, overrides)
-    dm = train.build_datamodule(cfg)
+    dm = build.build_datamodule(cfg)
     dm.setup("fit")
     return cfg, dm
 
@@ -266,7 +266,7 @@ def test_no_augmentation_at_validation_or_test(tmp_path, noise_dir):
     calls = []
     augment_forward = dm.augment.forward
     dm.augment.forward = lambda *args: calls.append(len(args[0])) or augment_forward(*args)
-    model = train.build_model(cfg, dm)
+    model = build.build_model(cfg, dm)
     model.frontend.adapt(dm.banks["train"].waves)
     trainer = L.Trainer(
         max_epochs=1,

@@ -19,7 +19,7 @@ from audioclf.data.datamodule import AudioDataModule
 from audioclf.data.sources import build_source
 from audioclf.data.sources.speech_commands import COMMANDS, SILENCE, UNKNOWN
 from audioclf.errors import UserError
-from audioclf.tasks.train import build_datamodule
+from audioclf.tasks.build import build_datamodule
 from tests.conftest import compose_config, make_speech_commands, tone, write_wav
 
 TEST_SET = {**{word: 2 for word in COMMANDS}, SILENCE: 3, UNKNOWN: 4}

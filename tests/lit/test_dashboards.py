@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict, read_write
 
 from audioclf.lit.dashboards import TopErrors, class_recall
-from audioclf.tasks import train
+from audioclf.tasks import run_identity, train
 from tests.conftest import ROOT, SMALL_SYNTHETIC, compose_config
 
 NAMES = ["ai", "ia", "usa", "sau", "tet", "ete", "is", "u_e"]  # data=synthetic's classes
@@ -60,28 +60,28 @@ def as_multirun_job(cfg, tmp_path: Path, sweep: list[str], job: list[str]) -> No
 
 def test_a_multirun_job_is_named_by_the_keys_its_sweep_varies(tmp_path):
     cfg = compose_config(tmp_path, ["model=bcresnet", "model.width=3", "seed=1"])
-    assert train.multirun_job_name() == ""  # a single run keeps its time-stamped folder
+    assert run_identity.multirun_job_name() == ""  # a single run keeps its time-stamped folder
     as_multirun_job(cfg, tmp_path, ["model=bcresnet", "model.width=1,3", "seed=0,1", "data.root=/x/y"],
                     ["model=bcresnet", "model.width=3", "seed=1", "data.root=/x/y"])
-    assert train.multirun_job_name() == "model.width=3,seed=1"
-    hparams = train.run_hparams(cfg)
+    assert run_identity.multirun_job_name() == "model.width=3,seed=1"
+    hparams = run_identity.run_hparams(cfg)
     assert hparams["model.width"] == 3 and hparams["seed"] == 1 and hparams["model"] == "bcresnet"
     assert "width=3" in hparams["model.args"] and hparams["optim"] == "SGD"
     assert all(isinstance(v, bool | int | float | str) for v in hparams.values())
     (tmp_path / "sweep" / "multirun.yaml").unlink()  # no sweep record: every override but paths
-    assert train.multirun_job_name() == "model=bcresnet,model.width=3,seed=1,data.root=_x_y"
+    assert run_identity.multirun_job_name() == "model=bcresnet,model.width=3,seed=1,data.root=_x_y"
     many = [f"+extra.key_{i}=value_{i}" for i in range(30)]  # a one-job -m run: every override names it
     as_multirun_job(cfg, tmp_path, many, many)
     (tmp_path / "sweep" / "multirun.yaml").unlink()
-    name = train.multirun_job_name()
-    assert len(name) == train.MAX_NAME and name.startswith("+extra.key_0=value_0,") and "~" in name
+    name = run_identity.multirun_job_name()
+    assert len(name) == run_identity.MAX_NAME and name.startswith("+extra.key_0=value_0,") and "~" in name
     as_multirun_job(cfg, tmp_path, many[:-1], many[:-1])
     (tmp_path / "sweep" / "multirun.yaml").unlink()
-    assert train.multirun_job_name() != name  # the hash keeps differing jobs apart
+    assert run_identity.multirun_job_name() != name  # the hash keeps differing jobs apart
 
 
 def test_hparams_have_the_same_keys_for_every_model(tmp_path):
-    keys = {model: set(train.run_hparams(compose_config(tmp_path / model, [f"model={model}"])))
+    keys = {model: set(run_identity.run_hparams(compose_config(tmp_path / model, [f"model={model}"])))
             for model in ("tf_cnn", "bcresnet", "kwt")}
     assert keys["tf_cnn"] == keys["bcresnet"] == keys["kwt"]
 

@@ -15,7 +15,7 @@ from audioclf.errors import UserError
 from audioclf.lit import precision
 from audioclf.lit.precision import CpuBf16Lstm
 from audioclf.models import BACKBONES
-from audioclf.tasks import train
+from audioclf.tasks import build, train
 from tests.conftest import SMALL_SYNTHETIC, compose_config
 from tests.tasks.test_export import registry_classifier
 
@@ -39,7 +39,7 @@ def test_bf16_mixed_trains_every_backbone_on_cpu(name):
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[CpuBf16Lstm()],  # as train.build_trainer adds it
+        callbacks=[CpuBf16Lstm()],  # as build.build_trainer adds it
     )
     before = [p.detach().clone() for p in model.parameters()]
     trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader)
@@ -79,7 +79,7 @@ def test_auto_is_the_default_except_where_the_precision_study_kept_fp32(tmp_path
 
 def test_auto_resolves_and_our_keys_do_not_reach_lightning(tmp_path):
     cfg = compose_config(tmp_path, ["trainer.accelerator=cpu", "trainer.precision=auto"])
-    node = train.trainer_node(cfg)
+    node = build.trainer_node(cfg)
     assert "compile" not in node and "channels_last" not in node
     assert node["precision"] in ("bf16-mixed", "32-true")
 
@@ -87,8 +87,8 @@ def test_auto_resolves_and_our_keys_do_not_reach_lightning(tmp_path):
 def test_auto_is_bf16_mixed_on_a_cpu_with_native_bf16_and_says_how_to_opt_out(tmp_path, bf16_cpu, caplog):
     bf16_cpu(True)
     cfg = compose_config(tmp_path, ["trainer.accelerator=cpu", "trainer.precision=auto"])
-    with caplog.at_level(logging.INFO, logger=train.__name__):
-        assert train.trainer_node(cfg)["precision"] == "bf16-mixed"
+    with caplog.at_level(logging.INFO, logger=build.__name__):
+        assert build.trainer_node(cfg)["precision"] == "bf16-mixed"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("precision:")]
     assert len(lines) == 1 and "bf16-mixed" in lines[0] and "trainer.precision=32-true" in lines[0]
 
@@ -96,9 +96,9 @@ def test_auto_is_bf16_mixed_on_a_cpu_with_native_bf16_and_says_how_to_opt_out(tm
 def test_auto_falls_back_to_32_true_with_one_info_line_on_a_cpu_without_bf16(tmp_path, bf16_cpu, caplog):
     bf16_cpu(False)
     cfg = compose_config(tmp_path, ["trainer.accelerator=cpu", "trainer.precision=auto"])
-    with caplog.at_level(logging.INFO, logger=train.__name__):
-        assert train.trainer_node(cfg)["precision"] == "32-true"
-        train.build_trainer(cfg)  # no error either
+    with caplog.at_level(logging.INFO, logger=build.__name__):
+        assert build.trainer_node(cfg)["precision"] == "32-true"
+        build.build_trainer(cfg)  # no error either
     lines = [r for r in caplog.records if r.getMessage().startswith("precision:")]
     assert len(lines) == 2 and lines[0].levelno == logging.INFO and "no native bf16" in lines[0].getMessage()
 
@@ -107,15 +107,15 @@ def test_auto_falls_back_to_32_true_with_one_info_line_on_a_cpu_without_bf16(tmp
 def test_explicit_precision_passes_through_unchanged(tmp_path, bf16_cpu, caplog, value):
     bf16_cpu(value != "bf16-mixed")  # the opposite of what auto would pick must not matter
     cfg = compose_config(tmp_path, ["trainer.accelerator=cpu", f"trainer.precision={value}"])
-    with caplog.at_level(logging.INFO, logger=train.__name__):
-        assert train.trainer_node(cfg)["precision"] == value
+    with caplog.at_level(logging.INFO, logger=build.__name__):
+        assert build.trainer_node(cfg)["precision"] == value
     assert not [r for r in caplog.records if r.getMessage().startswith("precision:")]
 
 
 def test_a_bad_precision_is_a_one_line_error_naming_the_key(tmp_path):
     cfg = compose_config(tmp_path, [*SMALL_SYNTHETIC, "trainer.precision=fp8"])
     with pytest.raises(UserError) as error:
-        train.build_trainer(cfg)
+        build.build_trainer(cfg)
     message = str(error.value)
     assert "\n" not in message and message.startswith("trainer.precision=fp8 is unknown") and "32-true" in message
 

@@ -16,8 +16,9 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 
 from audioclf.errors import UserError
-from audioclf.lit.resume import AtomicCheckpointIO, record_overrides, resolve_ckpt_path, resume_in_place
+from audioclf.lit.resume import AtomicCheckpointIO
 from audioclf.tasks import train
+from audioclf.tasks.run_identity import record_overrides, resolve_ckpt_path, resume_in_place
 from tests.conftest import ROOT, SMALL_SYNTHETIC, compose_config
 
 

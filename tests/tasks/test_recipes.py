@@ -18,7 +18,7 @@ from audioclf.config import CONF_DIR, check_group_choices
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.errors import UserError
 from audioclf.lit import schedules
-from audioclf.tasks import train
+from audioclf.tasks import build, train
 from tests.conftest import SMALL_SYNTHETIC, compose_config
 
 OPTIMIZERS = sorted(p.stem for p in (CONF_DIR / "optim").glob("*.yaml"))
@@ -79,7 +79,7 @@ def test_a_warmup_longer_than_the_run_is_refused():
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_each_optimizer_composes_from_its_config(tmp_path, name):
     cfg = compose_config(tmp_path, [f"optim={name}"])
-    optimizer = train.build_optimizer(cfg)([torch.nn.Parameter(torch.zeros(1))])
+    optimizer = build.build_optimizer(cfg)([torch.nn.Parameter(torch.zeros(1))])
     expected = {"adamw": "AdamW", "kwt": "AdamW", "adam": "Adam", "sgd": "SGD", "bcresnet": "SGD",
                 "novograd": "NovoGrad", "matchboxnet": "NovoGrad"}[name]
     assert type(optimizer).__name__ == expected
@@ -144,8 +144,8 @@ def test_paper_recipes_compose(tmp_path, experiment, checks):
         for part in key.split("."):
             node = node[part]
         assert (list(node) if hasattr(node, "__iter__") and not isinstance(node, str) else node) == value, key
-    train.build_optimizer(cfg)
-    assert train.build_scheduler(cfg) is not None
+    build.build_optimizer(cfg)
+    assert build.build_scheduler(cfg) is not None
 
 
 def test_recipe_errors_are_one_line(tmp_path):
@@ -156,10 +156,10 @@ def test_recipe_errors_are_one_line(tmp_path):
     cfg = compose_config(tmp_path, ["model=bcresnet", "trainer.max_epochs=5"])
     with pytest.raises(UserError, match=r"scheduler.warmup_epochs=5 is not shorter than the run "
                                         r"\(trainer.max_epochs=5\): lower scheduler.warmup_epochs"):
-        train.build_scheduler(cfg)
+        build.build_scheduler(cfg)
     cfg = compose_config(tmp_path, ["optim=adamw", "+optim.momentum=0.9"])
     with pytest.raises(UserError, match=r"optim=torch.optim.AdamW rejects its config .*momentum"):
-        train.build_optimizer(cfg)
+        build.build_optimizer(cfg)
 
 
 def test_a_bad_recipe_is_one_line_from_the_command_line(tmp_path):
@@ -187,7 +187,7 @@ def test_frames_in_milliseconds_at_any_rate(rate, n_fft):
 def test_the_model_declares_its_rate_and_the_bank_is_built_at_it(tmp_path, fsdd_root):
     cfg = compose_config(tmp_path, ["model=crnn", "data=fsdd", f"data.root={fsdd_root}"])
     assert cfg.data.sample_rate == 8000 and cfg.features.sample_rate == 22050  # data's rate is not rewritten
-    datamodule = train.build_datamodule(cfg)
+    datamodule = build.build_datamodule(cfg)
     datamodule.setup("fit")
     assert datamodule.sample_rate == 22050 and datamodule.banks["train"].waves.shape[1] == 22050
     folders = sorted(p.name for p in (tmp_path / "cache").iterdir())

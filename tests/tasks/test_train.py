@@ -45,3 +45,29 @@ def test_runs_without_a_logger(tmp_path):
     cfg = compose_config(tmp_path, [*SMALL_SYNTHETIC, "debug=fast", "logger=none"])
     assert "test/acc" in train.run(cfg)
     assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+def counting(monkeypatch, owner, name: str) -> list:
+    """Patch `owner.name` (a class's __init__ or a module's function) to record each call."""
+    calls, original = [], getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return calls
+
+
+def test_a_training_run_builds_each_object_once(tmp_path, monkeypatch, speech_commands_root):
+    from audioclf.audio.augment import WaveAugment
+    from audioclf.audio.frontends import Frontend
+    from audioclf.data import datamodule
+
+    frontends = counting(monkeypatch, Frontend, "__init__")
+    augments = counting(monkeypatch, WaveAugment, "__init__")
+    sources = counting(monkeypatch, datamodule, "build_source")
+    cfg = compose_config(tmp_path, ["data=speech_commands", f"data.root={speech_commands_root}", "augment=strong",
+                                    "data.batch_size=8", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"])
+    train.run(cfg)  # fit, then test on the best checkpoint
+    assert (len(frontends), len(augments), len(sources)) == (1, 1, 1)

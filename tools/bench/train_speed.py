@@ -39,7 +39,7 @@ from audioclf.audio.augment import FEATURE_KEYS, WaveAugment
 from audioclf.config import compose_config, model_sample_rate, to_dict
 from audioclf.errors import UserError, exit_on_user_error
 from audioclf.models import BACKBONES
-from audioclf.tasks.train import build_model
+from audioclf.tasks.build import build_model
 
 FSDD_TRAIN_CLIPS = 2400  # official split: indices 0-4 test, 5-9 validation, 10-49 train; 6 speakers x 10 digits
 
