@@ -5,7 +5,8 @@ import sys
 from audioclf import cli
 
 TASKS = {"train": cli.train, "eval": cli.evaluate, "predict": cli.predict, "export": cli.export,
-         "search": cli.search, "report": cli.report, "doctor": cli.doctor, "models": cli.models}
+         "search": cli.search, "report": cli.report, "doctor": cli.doctor, "models": cli.models,
+         "streams": cli.streams}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in TASKS:

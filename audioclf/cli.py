@@ -8,8 +8,9 @@
     audioclf-report  folder=<multirun folder> [metric=test/f1_macro] [curves=[val/acc]]
     audioclf-doctor  [run_dir=<run folder>] [train overrides]
     audioclf-models  [classes=12] [train overrides]
+    audioclf-streams data.root=<Speech Commands copy> [split=test count=4 minutes=4]
 
-train, eval, predict and export are Hydra apps (a run folder, `-m` sweeps, tab completion);
+train, eval, predict, export and streams are Hydra apps (a run folder, `-m` sweeps, tab completion);
 the others compose the same config tree without a run folder. This is the one module
 that turns configs into calls; a bad value becomes a one-line error here.
 """
@@ -82,6 +83,15 @@ def export() -> None:
         task.run(cfg)
 
     _run_app("export", run)
+
+
+def streams() -> None:
+    def run(cfg: DictConfig) -> None:
+        from audioclf.tasks import streams as task
+
+        task.run(cfg)
+
+    _run_app("streams", run)
 
 
 @exit_on_user_error
