@@ -18,6 +18,10 @@ whole), and its highest smoothed probability. Labels in `ignore` (e.g.
 `_silence_`, `_unknown_`) are never reported. `reported_at` is when a live
 stream would have had it: the end of the run's first window plus the smoothing's
 look-ahead (a centred average needs the windows after it).
+
+Two optional post-processing steps (off by default): a run shorter than `min_windows`
+windows is not a detection, and after a detection of keyword k at time t, further
+detections of k before t + `refractory_s` are dropped (one word, one detection).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from audioclf.streaming.runtime import CannotStream, streamed_probabilities
 
 IGNORED = ("_silence_", "_unknown_", "_background_noise_")
 DEFAULT_THRESHOLD = 0.6  # threshold=null and no per-keyword threshold in the checkpoint
+TIME_TOLERANCE_S = 1e-6  # detection times are rounded to the millisecond: a refractory edge is compared to the µs
 
 
 @dataclass
@@ -156,27 +161,81 @@ def detect(
     threshold: float | Mapping[str, float],
     smooth: int,
     ignore: tuple[str, ...] = IGNORED,
+    refractory_s: float = 0.0,
+    min_windows: int = 1,
 ) -> list[Detection]:
     smoothed = smooth_probabilities(probabilities, smooth)
     chosen = active_keywords(smoothed, class_thresholds(threshold, class_names, ignore))
-    look_ahead = max(1, smooth) - 1 - max(1, smooth) // 2  # windows after the centre the average uses
-    detections, i = [], 0
-    while i < len(chosen):
-        if chosen[i] < 0:
-            i += 1
+    ahead = look_ahead(smooth)
+    detections, labels = [], []
+    for first, last in zip(*run_bounds(chosen), strict=True):
+        if chosen[first] < 0 or last - first < min_windows:
             continue
-        end = i
-        while end + 1 < len(chosen) and chosen[end + 1] == chosen[i]:
-            end += 1
-        weights = smoothed[i : end + 1, chosen[i]]
-        centres = (starts[i : end + 1] + window / 2) / rate
+        weights = smoothed[first:last, chosen[first]]
+        centres = (starts[first:last] + window / 2) / rate
         time = float(np.sum(weights * centres) / np.sum(weights))
-        reported_at = (starts[min(i + look_ahead, len(starts) - 1)] + window) / rate
+        reported_at = (starts[min(first + ahead, len(starts) - 1)] + window) / rate
         detections.append(
-            Detection(round(time, 3), class_names[chosen[i]], float(weights.max()), round(float(reported_at), 3))
+            Detection(round(time, 3), class_names[chosen[first]], float(weights.max()), round(float(reported_at), 3))
         )
-        i = end + 1
-    return detections
+        labels.append(chosen[first])
+    keep = refractory_mask(np.array(labels, dtype=int), np.array([d.time for d in detections]), refractory_s)
+    return [found for found, kept in zip(detections, keep, strict=True) if kept]
+
+
+def look_ahead(smooth: int) -> int:
+    """Windows after the centre that a centred average over `smooth` windows uses."""
+    return max(1, smooth) - 1 - max(1, smooth) // 2
+
+
+def run_bounds(values: np.ndarray, breaks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(first, end) indices, end exclusive, of each run of equal consecutive values; a True in
+    `breaks` starts a new run there whatever the values (where one recording ends and the next begins)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    change = np.ones(len(values), dtype=bool)
+    change[1:] = values[1:] != values[:-1]
+    if breaks is not None:
+        change |= breaks
+    first = np.flatnonzero(change)
+    return first, np.append(first[1:], len(values))
+
+
+def refractory_mask(groups: np.ndarray, times: np.ndarray, refractory_s: float) -> np.ndarray:
+    """Which detections survive the refractory period: within each group (a keyword, in one recording),
+    in time order, the first is kept, then the first at or after the last kept one's time + `refractory_s`."""
+    keep = np.ones(len(times), dtype=bool)
+    if refractory_s <= 0 or len(times) < 2:
+        return keep
+    order = np.lexsort((times, groups))
+    groups, times = groups[order], times[order]
+    count = len(times)
+    # the next one kept after each: the first of its group at or after its time + refractory_s (count: none)
+    following = count_before(groups, times, groups, times + refractory_s - TIME_TOLERANCE_S, inclusive=False)
+    following[(following >= count) | (groups[np.minimum(following, count - 1)] != groups)] = count
+    # kept: reachable along `following` from each group's first; pointer doubling walks 1, 2, 4, ... steps
+    reached = np.zeros(count + 1, dtype=bool)
+    reached[run_bounds(groups)[0]] = True
+    jump = np.append(following, count)
+    for _ in range(int(np.ceil(np.log2(count))) + 1):
+        reached[jump[np.flatnonzero(reached)]] = True
+        jump = jump[jump]
+    keep[order] = reached[:count]
+    return keep
+
+
+def count_before(groups: np.ndarray, values: np.ndarray, query_groups: np.ndarray, query_values: np.ndarray,
+                 inclusive: bool) -> np.ndarray:
+    """For each query, how many of the (group, value) pairs (sorted, lexicographically) come before it, pairs
+    equal to it counted too where `inclusive`: a searchsorted over (group, value) keys, exact for floats."""
+    is_query = np.concatenate([np.zeros(len(values), dtype=bool), np.ones(len(query_values), dtype=bool)])
+    first_on_ties = is_query if inclusive else ~is_query  # lexsort puts False before True
+    order = np.lexsort((first_on_ties, np.concatenate([values, query_values]), np.concatenate([groups, query_groups])))
+    pairs_so_far = np.cumsum(~is_query[order])
+    counts = np.empty(len(query_values), dtype=int)
+    at_query = is_query[order]
+    counts[order[at_query] - len(values)] = pairs_so_far[at_query]
+    return counts
 
 
 def stream_thresholds(model: AudioClassifier, threshold: float | str | None) -> float | dict[str, float]:
@@ -206,6 +265,8 @@ def stream_file(
     ignore: tuple[str, ...] = IGNORED,
     device: torch.device | None = None,
     stream_mode: str = "stateful",
+    refractory_s: float = 0.0,
+    min_windows: int = 1,
 ) -> list[Detection]:
     rate = int(model.hparams.sample_rate)
     if hop_seconds <= 0:
@@ -227,4 +288,6 @@ def stream_file(
         thresholds,
         max(1, int(smooth)),
         tuple(ignore),
+        refractory_s=float(refractory_s),
+        min_windows=int(min_windows),
     )

@@ -5,6 +5,10 @@ Besides the classification report, every keyword gets one-vs-rest detection metr
 and `false_alarms=<file or folder>` (default: the dataset's `_background_noise_` recordings)
 streams over audio with no keyword in it, as `predict stream=true` would, and counts the
 detections at the checkpoint's per-keyword thresholds as false alarms per hour.
+
+`stream_labels=<csv>` (file,start_s,end_s,label; its files are long recordings) judges keyword
+spotting as the field does: the false-reject rate at 1, 2 and 8 false alarms per hour of
+continuous audio, over a sweep of one threshold for every keyword (audioclf/streaming/evaluation.py).
 """
 
 from __future__ import annotations
@@ -34,7 +38,22 @@ from audioclf.report.detection import (
     keyword_indices,
     write_detection_report,
 )
-from audioclf.streaming.detection import DEFAULT_THRESHOLD, detect, window_probabilities
+from audioclf.streaming.detection import DEFAULT_THRESHOLD, IGNORED, detect, window_probabilities
+from audioclf.streaming.evaluation import (
+    BUDGETS,
+    OperatingPoint,
+    PostProcessing,
+    ScoredStream,
+    StreamCurve,
+    budget_name,
+    curve,
+    operating_point,
+    read_stream_labels,
+    score_stream,
+    stream_det_figure,
+    write_stream_report,
+)
+from audioclf.streaming.scoring import Event
 from audioclf.tasks.build import trainer_node
 
 
@@ -86,6 +105,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         )
     check_stream_settings(cfg)
     alarm_files = false_alarm_files(cfg.get("false_alarms"), datamodule.source)  # bad paths fail before testing
+    labelled_streams = stream_labels(cfg.get("stream_labels"), model.class_names)
     datamodule.setup(split)
     loader = {"train": datamodule.train_dataloader, "val": datamodule.val_dataloader,
               "test": datamodule.test_dataloader}[split]()
@@ -100,6 +120,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     results = trainer.test(model, dataloaders=loader, verbose=False)[0]
     probabilities, labels = collector.result()
     alarms = scan_false_alarms(model, alarm_files, cfg) if alarm_files else None
+    stream = stream_operating_points(model, labelled_streams, cfg) if labelled_streams else None
 
     # Everything is computed: only now are the report files written.
     output_dir = Path(cfg.paths.output_dir)
@@ -107,16 +128,21 @@ def run(cfg: DictConfig) -> dict[str, float]:
     rows, detection_text = write_detection_report(probabilities, labels, model.class_names, output_dir, split)
     if alarms is not None:
         write_false_alarms_csv(alarms, output_dir / f"{split}_false_alarms.csv")
-    write_tensorboard(output_dir / "tensorboard", split, probabilities, labels, model.class_names)
+    stream_text = write_stream_report(*stream, output_dir, split) if stream else None
+    write_tensorboard(output_dir / "tensorboard", split, probabilities, labels, model.class_names, stream)
     metrics = {key.replace("test/", f"{split}/"): float(value) for key, value in results.items()}
-    metrics |= detection_metrics(rows, split) | false_alarm_metrics(alarms)
+    metrics |= detection_metrics(rows, split) | false_alarm_metrics(alarms) | stream_metrics(stream, split)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(f"\n{split} report for {cfg.ckpt_path} on {datamodule.source.name}:\n{report}")
     print(f"\n{split} keyword detection (one-vs-rest; _silence_ and _unknown_ are negatives):\n{detection_text}")
     if alarms is not None:
         print(f"\n{false_alarms_text(alarms)}")
+    if stream_text is not None:
+        print(f"\n{stream_text}")
     files = f"{split}_report.md, {split}_report.csv, {split}_confusion.png, {split}_detection.md, " \
             f"{split}_detection.csv, {split}_det.png" + (f", {split}_false_alarms.csv" if alarms else "")
+    if stream_text is not None:
+        files += f", {split}_stream.md, {split}_stream.csv, {split}_stream_curve.csv, {split}_stream_det.png"
     print(f"Report files: {output_dir}/{files}; TensorBoard: {output_dir}/tensorboard")
     return metrics
 
@@ -133,8 +159,9 @@ def detection_metrics(rows: list[dict], split: str) -> dict[str, float]:
 
 
 def write_tensorboard(folder: Path, split: str, probabilities: np.ndarray, labels: np.ndarray,
-                      class_names: list[str]) -> None:
-    """A PR curve per keyword (one-vs-rest) and the DET figure."""
+                      class_names: list[str], stream: StreamPoints | None = None) -> None:
+    """A PR curve per keyword (one-vs-rest) and the DET figure; with streams, FRR at each FA/h budget and
+    the FRR against FA/h figure."""
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(folder)) as writer:
@@ -142,6 +169,10 @@ def write_tensorboard(folder: Path, split: str, probabilities: np.ndarray, label
             writer.add_pr_curve(f"{split}_pr/{class_names[k]}", labels == k, probabilities[:, k])
         writer.add_figure(f"{split}/det_curves", det_figure(keyword_curves(probabilities, labels, class_names),
                                                             f"{split} DET curves"))
+        for name, value in stream_metrics(stream, split).items():
+            writer.add_scalar(name, value, 0)
+        if stream is not None:
+            writer.add_figure(f"{split}/stream_det", stream_det_figure(*stream, f"{split}: FRR against FA/h"))
 
 
 # ---- false alarms per hour ----------------------------------------------------------------
@@ -152,6 +183,14 @@ def check_stream_settings(cfg: DictConfig) -> None:
         raise UserError(f"stream_hop={cfg.stream_hop} must be a positive number of seconds, e.g. stream_hop=0.1")
     if int(cfg.get("smooth", 3)) < 1:
         raise UserError(f"smooth={cfg.smooth} must be at least 1 window, e.g. smooth=3")
+    if float(cfg.get("refractory_s", 0.0)) < 0:
+        raise UserError(f"refractory_s={cfg.refractory_s} must be a number of seconds >= 0, e.g. refractory_s=1.0")
+    if int(cfg.get("min_windows", 1)) < 1:
+        raise UserError(f"min_windows={cfg.min_windows} must be at least 1 window, e.g. min_windows=2")
+    if float(cfg.get("collar", 0.5)) < 0:
+        raise UserError(f"collar={cfg.collar} must be a number of seconds >= 0, e.g. collar=0.5")
+    if str(cfg.get("stream_mode", "stateful")) not in ("stateful", "windowed"):
+        raise UserError(f"stream_mode={cfg.stream_mode} is unknown: use stateful or windowed")
     threshold = cfg.get("threshold")
     is_number = isinstance(threshold, int | float) and not isinstance(threshold, bool)
     if threshold is not None and not (is_number and 0 <= threshold <= 1):
@@ -212,7 +251,8 @@ def scan_false_alarms(model: AudioClassifier, files: list[Path], cfg: DictConfig
         starts, probabilities = window_probabilities(model, resample(samples, file_rate, rate), hop,
                                                      float(cfg.get("min_dbfs", -50.0)), device=device_for())
         for found in detect(starts, probabilities, list(model.class_names), rate, window, thresholds,
-                            int(cfg.get("smooth", 3))):
+                            int(cfg.get("smooth", 3)), refractory_s=float(cfg.get("refractory_s", 0.0)),
+                            min_windows=int(cfg.get("min_windows", 1))):
             counts[found.label] += 1
     return FalseAlarms(thresholds, counts, seconds, len(files))
 
@@ -242,3 +282,49 @@ def false_alarms_text(alarms: FalseAlarms) -> str:
     for keyword, count in alarms.counts.items():
         lines.append(f"{keyword:>12}{alarms.thresholds[keyword]:>11.4f}{count:>8}{alarms.per_hour(keyword):>10.1f}")
     return "\n".join(lines)
+
+
+# ---- keyword spotting on labelled streams -------------------------------------------------------
+
+StreamPoints = tuple[StreamCurve, dict[float, OperatingPoint]]
+
+
+def stream_labels(setting: str | None, class_names: list[str]) -> list[tuple[Path, list[Event]]]:
+    """The labelled streams of stream_labels=<csv>, read before testing so a bad CSV fails first; none unset."""
+    if not setting:
+        return []
+    try:
+        streams = read_stream_labels(Path(str(setting)).expanduser(), list(class_names), IGNORED)
+    except UserError as error:  # scoring names the key `labels=`
+        raise UserError(f"stream_{error}" if str(error).startswith("labels=") else str(error)) from None
+    if not streams:
+        raise UserError(f"stream_labels={setting} lists no recording: give one row per keyword "
+                        "(file,start_s,end_s,label), and a _silence_ row for a recording without one")
+    return streams
+
+
+def stream_operating_points(model: AudioClassifier, labelled: list[tuple[Path, list[Event]]],
+                            cfg: DictConfig) -> StreamPoints:
+    """Each stream's window probabilities once (as predict stream=true computes them), the FRR against
+    FA/h curve at this eval's post-processing, and its operating points at BUDGETS."""
+    device = device_for()
+    streams: list[ScoredStream] = [
+        score_stream(model, path, events, hop_seconds=float(cfg.get("stream_hop", 0.1)),
+                     min_dbfs=float(cfg.get("min_dbfs", -50.0)), stream_mode=str(cfg.get("stream_mode", "stateful")),
+                     device=device)
+        for path, events in labelled
+    ]
+    post = PostProcessing(smooth=int(cfg.get("smooth", 3)), refractory_s=float(cfg.get("refractory_s", 0.0)),
+                          min_windows=int(cfg.get("min_windows", 1)))
+    swept = curve(streams, list(model.class_names), post=post, collar=float(cfg.get("collar", 0.5)))
+    return swept, {budget: operating_point(swept, budget) for budget in BUDGETS}
+
+
+def stream_metrics(stream: StreamPoints | None, split: str) -> dict[str, float]:
+    """<split>/stream_frr_at_<budget>fah for each budget (left out where there is no event), <split>/stream_hours."""
+    if stream is None:
+        return {}
+    swept, points = stream
+    metrics = {f"{split}/stream_frr_at_{budget_name(budget)}": point.frr for budget, point in points.items()}
+    metrics[f"{split}/stream_hours"] = swept.hours
+    return {key: float(value) for key, value in metrics.items() if value == value}

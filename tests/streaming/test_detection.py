@@ -12,12 +12,14 @@ import soundfile as sf
 import torch
 
 from audioclf.errors import UserError
+from audioclf.lit.checkpoints import load_classifier
 from audioclf.streaming.detection import (
     DEFAULT_THRESHOLD,
     IGNORED,
     Detection,
     detect,
     smooth_probabilities,
+    stream_file,
     stream_thresholds,
     window_starts,
 )
@@ -363,3 +365,36 @@ def test_labels_without_stream_and_a_bad_collar_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match=r"collar=-1 must be a number of seconds >= 0"):
         predict.run(compose_config(tmp_path, [*base, "stream=true", "labels=e.csv", "collar=-1"],
                                    config_name="predict"))
+
+
+def single_window_runs(rows: dict[int, int], length: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, probabilities) at a 0.1 s hop: window i is class rows[i] with probability 1, else silence."""
+    probs = np.eye(len(CLASSES), dtype=np.float32)[[rows.get(i, 0) for i in range(length)]]
+    return np.arange(length) * 1600, probs
+
+
+def test_min_windows_keeps_a_run_of_exactly_that_many_and_drops_a_shorter_one():
+    yes, no = CLASSES.index("yes"), CLASSES.index("no")
+    starts, probs = single_window_runs({2: yes, 3: yes, 10: no, 11: no, 12: no})
+    found = {n: [d.label for d in detect(starts, probs, CLASSES, RATE, RATE, 0.6, 1, min_windows=n)]
+             for n in (1, 2, 3, 4)}
+    assert found == {1: ["yes", "no"], 2: ["yes", "no"], 3: ["no"], 4: []}
+
+
+def test_refractory_keeps_a_detection_exactly_at_its_end_and_drops_one_just_inside():
+    yes, no = CLASSES.index("yes"), CLASSES.index("no")
+    starts, probs = single_window_runs({0: yes, 10: yes})  # detections at 0.5 s and 1.5 s
+    times = {r: [d.time for d in detect(starts, probs, CLASSES, RATE, RATE, 0.6, 1, refractory_s=r)]
+             for r in (0.0, 1.0, 1.001)}
+    assert times == {0.0: [0.5, 1.5], 1.0: [0.5, 1.5], 1.001: [0.5]}
+    # the period runs from the last detection kept, and only for its keyword
+    starts, probs = single_window_runs({0: yes, 3: no, 5: yes, 10: yes, 12: yes})
+    found = detect(starts, probs, CLASSES, RATE, RATE, 0.6, 1, refractory_s=1.0)
+    assert [(d.label, d.time) for d in found] == [("yes", 0.5), ("no", 0.8), ("yes", 1.5)]
+
+
+def test_stream_file_passes_the_post_processing_on(tone_model, tmp_path):
+    long_wav, _ = long_recording(tmp_path / "long.wav")
+    model = load_classifier(tone_model)
+    assert [d.label for d in stream_file(model, long_wav, 0.05, 0.6)] == ["low", "high", "mid"]
+    assert stream_file(model, long_wav, 0.05, 0.6, min_windows=1000) == []
