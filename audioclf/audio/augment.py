@@ -21,6 +21,8 @@ from torch import nn
 
 # augment.* keys that act on features (the module's frontend and training step), not on waveforms here
 FEATURE_KEYS = ("spec_augment", "mixup_alpha", "vtlp")
+# augment.* keys of StreamWindows (they change labels, so they run before the waveform augmentation)
+STREAM_KEYS = ("stream_cut_prob", "stream_cut_visible", "stream_anywhere")
 
 
 class NoiseBank(nn.Module):
@@ -183,11 +185,8 @@ class WaveAugment(nn.Module):
         """Shift each clip by up to +-max_shift samples, filling with zeros (no wrap-around)."""
         if self.max_shift == 0:
             return waves
-        batch, length = waves.shape
-        shifts = torch.randint(-self.max_shift, self.max_shift + 1, (batch, 1), device=waves.device)
-        source = torch.arange(length, device=waves.device) - shifts
-        inside = (source >= 0) & (source < length)
-        return torch.gather(waves, 1, source.clamp(0, length - 1)) * inside
+        shifts = torch.randint(-self.max_shift, self.max_shift + 1, (len(waves),), device=waves.device)
+        return shift_clips(waves, shifts)
 
     def add_noise(self, waves: torch.Tensor) -> torch.Tensor:
         batch, length = waves.shape
@@ -207,6 +206,72 @@ class WaveAugment(nn.Module):
         volume = uniform(*self.silence_volume, batch, waves.device)
         fresh = self.noise_bank.crops(batch, length) * volume
         return torch.where((labels == self.silence_label)[:, None], fresh, waves)
+
+
+def speech_bounds(waves: torch.Tensor, frame: int, floor_db: float = 35.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(start, end) sample offsets of each clip's speech: from the first to the last `frame`-sample
+    frame whose level is within `floor_db` of the clip's loudest frame. (B,) long tensors each."""
+    batch, length = waves.shape
+    frames = waves[:, : length - length % frame].reshape(batch, -1, frame)
+    level = 10 * torch.log10(frames.pow(2).mean(-1).clamp_min(1e-10))
+    active = level >= level.amax(-1, keepdim=True) - floor_db
+    first = active.float().argmax(-1)
+    last = active.shape[-1] - 1 - active.flip(-1).float().argmax(-1)
+    return first * frame, (last + 1) * frame
+
+
+def shift_clips(waves: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Move each clip right by `shifts` samples (left when negative), filling with zeros."""
+    length = waves.shape[-1]
+    source = torch.arange(length, device=waves.device) - shifts[:, None]
+    inside = (source >= 0) & (source < length)
+    return torch.gather(waves, 1, source.clamp(0, length - 1)) * inside
+
+
+class StreamWindows(nn.Module):
+    """Training clips that look like the windows a detector sees on a live stream (train only).
+
+    - `cut_prob`: a share of the keyword clips is moved so that at most `cut_visible` of the word's
+      speech stays inside the window, and relabelled `_unknown_`: on a stream most windows hold a word
+      that is entering or leaving, and a clip-trained model fires on them.
+    - `anywhere`: the other keyword clips are moved so the word lies anywhere it fits whole, not only
+      near the centre where Speech Commands puts it (a sliding window meets it at every offset).
+    """
+
+    def __init__(self, sample_rate: int, keyword_labels: list[int], unknown_label: int | None,
+                 cut_prob: float = 0.0, cut_visible: float = 0.4, anywhere: bool = False):
+        super().__init__()
+        if cut_prob > 0 and unknown_label is None:
+            raise ValueError(f"stream_cut_prob={cut_prob} relabels cut keywords as _unknown_, and the data has "
+                             "no _unknown_ class: use data.labels=kws12 or stream_cut_prob=0")
+        if not 0 <= cut_prob <= 1 or not 0 <= cut_visible < 1:
+            raise ValueError(f"stream_cut_prob={cut_prob} and stream_cut_visible={cut_visible} must be shares: "
+                             "0 <= stream_cut_prob <= 1, 0 <= stream_cut_visible < 1")
+        self.frame = max(1, sample_rate // 100)  # 10 ms
+        self.register_buffer("keywords", torch.tensor(sorted(keyword_labels), dtype=torch.long), persistent=False)
+        self.unknown_label = unknown_label
+        self.cut_prob, self.cut_visible, self.anywhere = cut_prob, cut_visible, anywhere
+
+    @property
+    def active(self) -> bool:
+        return self.cut_prob > 0 or self.anywhere
+
+    def forward(self, waves: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, length = waves.shape
+        device = waves.device
+        is_keyword = torch.isin(labels, self.keywords.to(device))
+        start, end = speech_bounds(waves, self.frame)
+        cut = is_keyword & (torch.rand(batch, device=device) < self.cut_prob)
+        shifts = torch.zeros(batch, dtype=torch.long, device=device)
+        if self.anywhere:
+            room = (length - end + start + 1).clamp_min(1)  # offsets where the word fits whole
+            shifts = torch.where(is_keyword, (torch.rand(batch, device=device) * room).long() - start, shifts)
+        visible = (torch.rand(batch, device=device) * self.cut_visible * (end - start)).long()
+        leaving = torch.rand(batch, device=device) < 0.5
+        cut_shift = torch.where(leaving, length - visible - start, visible - end)  # right edge / left edge
+        shifts = torch.where(cut, cut_shift, shifts)
+        labels = torch.where(cut, torch.full_like(labels, self.unknown_label or 0), labels)
+        return shift_clips(waves, shifts), labels
 
 
 def mixup(features: torch.Tensor, labels: torch.Tensor, num_classes: int,

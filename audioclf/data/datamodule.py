@@ -19,7 +19,7 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-from audioclf.audio.augment import FEATURE_KEYS, NoiseBank, WaveAugment
+from audioclf.audio.augment import FEATURE_KEYS, STREAM_KEYS, NoiseBank, StreamWindows, WaveAugment
 from audioclf.data.clips import ClipBank, load_or_build
 from audioclf.data.io import read_noise_folder
 from audioclf.data.sampling import ResumableDataLoader, ShardedBatches
@@ -62,6 +62,7 @@ class AudioDataModule(L.LightningDataModule):
         self.source: Source | None = None
         self.banks: dict[str, ClipBank] = {}
         self.augment: WaveAugment | None = None
+        self.windows: StreamWindows | None = None  # augment.stream_*: clips made to look like stream windows
 
     def build_source(self) -> Source:
         args = dict(self.source_args)
@@ -88,11 +89,11 @@ class AudioDataModule(L.LightningDataModule):
                     skip_bad_files=bool(self.loader.get("skip_bad_files", False)),
                 )
         if "train" in self.banks and self.augment is None:
-            self.augment = self.build_augment()
+            self.augment, self.windows = self.build_augment(), self.build_windows()
 
     def build_augment(self) -> WaveAugment:
         cfg = dict(self.augment_cfg)
-        for key in FEATURE_KEYS:
+        for key in (*FEATURE_KEYS, *STREAM_KEYS):
             cfg.pop(key, None)
         noise_dir = cfg.pop("noise_dir", None)
         names = list(self.source.class_names)
@@ -111,6 +112,15 @@ class AudioDataModule(L.LightningDataModule):
                     "to mix background noise", cfg["noise_prob"], self.source.name,
                 )
         return WaveAugment(self.sample_rate, noise_bank=bank, silence_label=silence, **cfg)
+
+    def build_windows(self) -> StreamWindows | None:
+        """The label-changing part of the augmentation (augment.stream_*), or None when it is off."""
+        cfg = {key[len("stream_"):]: self.augment_cfg[key] for key in STREAM_KEYS if key in self.augment_cfg}
+        names = list(self.source.class_names)
+        keywords = [i for i, name in enumerate(names) if not name.startswith("_")]
+        unknown = names.index("_unknown_") if "_unknown_" in names else None
+        windows = StreamWindows(self.sample_rate, keywords, unknown, **cfg)
+        return windows if windows.active else None
 
     @property
     def class_names(self) -> list[str]:
@@ -162,6 +172,9 @@ class AudioDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         waves, labels = batch
         waves = waves.float() / 32768
-        if self.trainer is not None and self.trainer.training and self.augment is not None:
+        training = self.trainer is not None and self.trainer.training
+        if training and self.windows is not None:
+            waves, labels = self.windows.to(waves.device)(waves, labels)
+        if training and self.augment is not None:
             waves = self.augment.to(waves.device)(waves, labels)
         return waves, labels

@@ -53,6 +53,8 @@ def metadata(model: AudioClassifier, fmt: str) -> dict[str, Any]:
         "output": "logits (batch, classes)",
         "backbone": model.hparams.backbone,
         "features": model.hparams.features,
+        "detection_thresholds": getattr(model, "detection_thresholds", None),  # 1 % false accepts per clip
+        "stream_calibration": getattr(model, "stream_calibration", None),  # for a false-alarm budget per hour
     }
 
 

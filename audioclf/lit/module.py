@@ -72,6 +72,9 @@ class AudioClassifier(L.LightningModule):
         self.test_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)
         # keyword -> probability threshold at 1 % false accepts on the last validation epoch; in the checkpoint
         self.detection_thresholds: dict[str, float] | None = None
+        # threshold and post-processing chosen on validation streams for a false-alarm budget per hour
+        # (audioclf/streaming/evaluation.py calibrate); in the checkpoint, used by predict stream=true
+        self.stream_calibration: dict[str, float] | None = None
         self._val_probabilities: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
 
@@ -170,12 +173,14 @@ class AudioClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["detection_thresholds"] = self.detection_thresholds
+        checkpoint["stream_calibration"] = self.stream_calibration
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # checkpoints written before val_acc_best was a persistent state kept it under this key
         if "val_acc_best" in checkpoint:
             checkpoint["state_dict"].setdefault("val_acc_best.max_value", torch.tensor(checkpoint["val_acc_best"]))
         self.detection_thresholds = checkpoint.get("detection_thresholds")  # None in checkpoints from before
+        self.stream_calibration = checkpoint.get("stream_calibration")
 
     def test_step(self, batch, batch_idx):
         _, logits = self._step(batch, self.test_metrics, "test")

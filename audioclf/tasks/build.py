@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -23,10 +24,12 @@ from audioclf.audio import frontends
 from audioclf.audio.frontends import Frontend
 from audioclf.config import config_errors, model_sample_rate, to_dict
 from audioclf.data.datamodule import AudioDataModule
+from audioclf.data.sources import SPLITS
 from audioclf.errors import UserError
 from audioclf.lit.module import AudioClassifier
 from audioclf.lit.precision import CpuBf16Lstm, resolve_precision
 from audioclf.lit.resume import AtomicCheckpointIO, ResumeState
+from audioclf.streaming.streams import StreamRecipe
 from audioclf.tasks.run_identity import multirun_job_name
 
 log = logging.getLogger(__name__)
@@ -44,12 +47,12 @@ def build_datamodule(cfg: DictConfig, data: dict | None = None) -> AudioDataModu
 
 
 def build_augment(cfg: DictConfig, datamodule: AudioDataModule) -> None:
-    """The datamodule's waveform augmentation, built before the clips are decoded; the library's
-    ValueError about a value becomes a one-line error naming augment.<key>."""
+    """The datamodule's waveform augmentation and stream windows, built before the clips are decoded;
+    the library's ValueError about a value becomes a one-line error naming augment.<key>."""
     if datamodule.source is None:
         datamodule.prepare_data()
     with config_errors("augment", cfg.get("augment")):
-        datamodule.augment = datamodule.build_augment()
+        datamodule.augment, datamodule.windows = datamodule.build_augment(), datamodule.build_windows()
 
 
 def build_optimizer(cfg: DictConfig) -> Callable:
@@ -182,3 +185,63 @@ def build_loggers(cfg: DictConfig) -> list:
 
 def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+
+
+STREAM_RANGES = {"gap_s": "[1.0,4.0]", "snr_db": "[5.0,20.0]", "background_dbfs": "[-45.0,-30.0]"}
+
+
+def build_stream_recipe(node: DictConfig, prefix: str = "") -> StreamRecipe:
+    """The stream keys of `node` (audioclf-streams' config, or train's stream_calibration) as a recipe;
+    a value that cannot work is a one-line error naming `<prefix><key>`."""
+    if node.split not in SPLITS:
+        raise UserError(f"{prefix}split={node.split} is unknown: use train, val or test")
+    for key, example in (("count", 4), ("passes", 1)):
+        value = node.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{prefix}{key}={value} must be a whole number >= 1, e.g. {prefix}{key}={example}")
+    minutes = node.minutes
+    if not is_number(minutes) or minutes <= 0:
+        raise UserError(f"{prefix}minutes={minutes} must be a positive number of minutes, e.g. {prefix}minutes=4")
+    ranges = {key: stream_range(f"{prefix}{key}", node.get(key), example) for key, example in STREAM_RANGES.items()}
+    if ranges["gap_s"][0] < 0:
+        raise UserError(f"{prefix}gap_s={list(ranges['gap_s'])} starts below 0: words cannot overlap, "
+                        f"e.g. {prefix}gap_s=[1.0,4.0]")
+    return StreamRecipe(minutes=float(minutes), passes=node.passes, **ranges)
+
+
+def stream_range(name: str, value: Any, example: str) -> tuple[float, float]:
+    values = list(value) if value is not None and not isinstance(value, str) and hasattr(value, "__len__") else None
+    if values is None or len(values) != 2 or not all(map(is_number, values)) or values[0] > values[1]:
+        raise UserError(f"{name}={value} is not a range [low, high] with low <= high: give e.g. {name}={example}")
+    return float(values[0]), float(values[1])
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """stream_calibration: the streams to build from a split and the false-alarm budget per hour."""
+
+    recipe: StreamRecipe
+    split: str
+    count: int
+    seed: int
+    target_fa_per_hour: float
+    stream_hop: float
+
+
+def build_calibration(cfg: DictConfig) -> Calibration | None:
+    node = cfg.get("stream_calibration")
+    if not node or not node.get("enabled"):
+        return None
+    recipe = build_stream_recipe(node, "stream_calibration.")
+    target, hop = node.get("target_fa_per_hour"), node.get("stream_hop")
+    if not is_number(target) or target <= 0:
+        raise UserError(f"stream_calibration.target_fa_per_hour={target} must be a positive number of false "
+                        "alarms per hour, e.g. stream_calibration.target_fa_per_hour=2")
+    if not is_number(hop) or hop <= 0:
+        raise UserError(f"stream_calibration.stream_hop={hop} must be a positive number of seconds, "
+                        "e.g. stream_calibration.stream_hop=0.1")
+    return Calibration(recipe, node.split, node.count, node.seed, float(target), float(hop))

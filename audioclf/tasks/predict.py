@@ -167,15 +167,17 @@ def run_stream(cfg: DictConfig, model: AudioClassifier) -> list[tuple[Path, list
     inputs = find_inputs(cfg.inputs)
     ignore = tuple(cfg.get("ignore") or IGNORED)
     events = stream_events(cfg, model, inputs, ignore)  # a bad labels CSV stops the run before any work
-    threshold = stream_thresholds(model, cfg.get("threshold"))
-    report_thresholds(threshold)
+    settings = stream_settings(cfg, model)
+    threshold = stream_thresholds(model, settings["threshold"])
+    report_thresholds(threshold, getattr(model, "stream_calibration", None) if cfg.get("threshold") is None else None)
     skipped = [] if Path(cfg.inputs).expanduser().is_dir() else None
     for path in inputs:
         try:
             detections = stream_file(
-                model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)), threshold=cfg.get("threshold"),
-                smooth=int(cfg.get("smooth", 3)), min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=ignore,
+                model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)), threshold=settings["threshold"],
+                smooth=settings["smooth"], min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=ignore,
                 device=device_for(), stream_mode=str(cfg.get("stream_mode", "stateful")),
+                refractory_s=settings["refractory_s"], min_windows=settings["min_windows"],
             )
         except BadAudioFile as error:
             if skipped is None:
@@ -205,9 +207,35 @@ def stream_events(cfg: DictConfig, model: AudioClassifier, inputs: list[Path],
     return check_labelled_files(Path(str(cfg.labels)).expanduser(), events, inputs)
 
 
-def report_thresholds(threshold: float | dict[str, float]) -> None:
-    """On stderr, the checkpoint's per-keyword thresholds when they are the ones used."""
-    if isinstance(threshold, dict):
+STREAM_DEFAULTS = {"smooth": 3, "refractory_s": 0.0, "min_windows": 1}
+
+
+def stream_settings(cfg: DictConfig, model: AudioClassifier) -> dict:
+    """threshold, smooth, refractory_s and min_windows: each as given, else the checkpoint's stream
+    calibration (chosen for a false-alarm budget per hour), else the per-clip default."""
+    calibrated = getattr(model, "stream_calibration", None) or {}
+    settings = {"threshold": cfg.get("threshold")}
+    if settings["threshold"] is None:
+        settings["threshold"] = calibrated.get("threshold")
+    for key, default in STREAM_DEFAULTS.items():
+        value = cfg.get(key)
+        settings[key] = type(default)(value if value is not None else calibrated.get(key, default))
+    if settings["smooth"] < 1 or settings["min_windows"] < 1 or settings["refractory_s"] < 0:
+        raise UserError(f"smooth={settings['smooth']}, min_windows={settings['min_windows']} and refractory_s="
+                        f"{settings['refractory_s']} must be >= 1, >= 1 and >= 0, e.g. smooth=3 min_windows=1 "
+                        "refractory_s=0")
+    return settings
+
+
+def report_thresholds(threshold: float | dict[str, float], calibration: dict | None = None) -> None:
+    """On stderr, the checkpoint's thresholds when they are the ones used."""
+    if calibration:
+        print(f"threshold {calibration['threshold']:.4f}, smooth {calibration['smooth']}, refractory "
+              f"{calibration['refractory_s']:g} s, min windows {calibration['min_windows']}: the checkpoint's "
+              f"stream calibration for {calibration['target_fa_per_hour']:g} false alarms per hour on "
+              f"{calibration['hours'] * 60:.0f} min of {calibration['split']} streams (threshold=<p> overrides)",
+              file=sys.stderr)
+    elif isinstance(threshold, dict):
         shown = ", ".join(f"{name} {value:.3f}" for name, value in sorted(threshold.items()))
         print(f"thresholds from the checkpoint (threshold=<p> sets one for all): {shown}", file=sys.stderr)
 

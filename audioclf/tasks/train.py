@@ -11,13 +11,19 @@ import torch
 from omegaconf import DictConfig
 
 from audioclf.config import check_override_types, check_values
+from audioclf.data.datamodule import AudioDataModule
 from audioclf.errors import UserError
 from audioclf.lit.distributed import quiet_other_ranks
 from audioclf.lit.module import AudioClassifier
+from audioclf.lit.resume import AtomicCheckpointIO
 from audioclf.report.classification import confusion_figure, write_report
+from audioclf.streaming.evaluation import calibrate, score_built_streams
+from audioclf.streaming.streams import build_streams
 from audioclf.tasks.build import (
+    Calibration,
     apply_speed_options,
     build_augment,
+    build_calibration,
     build_datamodule,
     build_frontend,
     build_model,
@@ -42,6 +48,7 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     record_overrides(output_dir)
     # what needs no data is built (and so checked) before any clip is decoded
     optimizer, scheduler, frontend = build_optimizer(cfg), build_scheduler(cfg), build_frontend(cfg)
+    calibration = build_calibration(cfg)
     trainer = build_trainer(cfg, callbacks)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
@@ -64,6 +71,9 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
         if trainer.is_global_zero:
             name = model.hparams.backbone["name"]
             print(f"\nTest report ({datamodule.source.name}, {name}):\n{report}")
+    if calibration is not None and trainer.is_global_zero:
+        tested = test_checkpoint(test_choice, trainer) if cfg.get("test") else None
+        metrics.update(calibrate_for_streams(calibration, model, datamodule, tested or last_checkpoint(trainer)))
 
     summary = {**metrics, "params": model.num_parameters, "train_seconds": round(train_seconds, 2),
                "epochs": trainer.current_epoch}
@@ -127,3 +137,42 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, summary: dict[str, float]) 
              and not k.startswith("lr-") and k != "epoch"}
     board.log_hyperparams(run_hparams(cfg), metrics=final)
     board.finalize("success")
+
+
+def last_checkpoint(trainer: L.Trainer) -> str | None:
+    checkpoint = trainer.checkpoint_callback
+    return (checkpoint.last_model_path or None) if checkpoint is not None else None
+
+
+def calibrate_for_streams(calibration: Calibration, model: AudioClassifier, datamodule: AudioDataModule,
+                          checkpoint: str | None) -> dict[str, float]:
+    """Streams from the calibration split, the tested model scored on them once, the threshold and
+    post-processing with the fewest misses at the budget: kept in `checkpoint` and returned as metrics."""
+    started = time.perf_counter()
+    streams = build_streams(datamodule.source, calibration.split, datamodule.sample_rate, calibration.count,
+                            calibration.recipe, calibration.seed)
+    scored = score_built_streams(model, streams, hop_seconds=calibration.stream_hop)
+    post, point = calibrate(scored, list(model.class_names), calibration.target_fa_per_hour)
+    hours = sum(stream.seconds for stream in scored) / 3600
+    model.stream_calibration = {
+        "threshold": float(point.threshold), "smooth": post.smooth, "refractory_s": post.refractory_s,
+        "min_windows": post.min_windows, "stream_hop": calibration.stream_hop,
+        "target_fa_per_hour": calibration.target_fa_per_hour, "frr": float(point.frr),
+        "fa_per_hour": float(point.fa_per_hour), "hours": round(hours, 3), "split": calibration.split,
+    }
+    if checkpoint is not None:
+        save_calibration(Path(checkpoint), model.stream_calibration)
+    met = "" if point.met else f" (no threshold meets {calibration.target_fa_per_hour:g} FA/h: the strictest kept)"
+    print(f"stream calibration on {hours * 60:.0f} min of {calibration.split} streams: threshold "
+          f"{point.threshold:.4f}, smooth {post.smooth}, refractory {post.refractory_s:g} s, min windows "
+          f"{post.min_windows}: FRR {point.frr:.3f} at {point.fa_per_hour:.2f} FA/h{met} "
+          f"({time.perf_counter() - started:.0f} s){f'; saved in {checkpoint}' if checkpoint else ''}")
+    return {f"calibration/{key}": float(value) for key, value in model.stream_calibration.items()
+            if isinstance(value, int | float)}
+
+
+def save_calibration(path: Path, calibration: dict) -> None:
+    """Add the calibration to a checkpoint file already written (atomically, as every save)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint["stream_calibration"] = calibration
+    AtomicCheckpointIO().save_checkpoint(checkpoint, path)
