@@ -1,0 +1,164 @@
+"""Score every checkpoint of a kws_stream study on the same streams (experiments/kws_stream/README.md).
+
+    python experiments/kws_stream/evaluate.py RUNS SC_ROOT [--jobs 2]
+
+RUNS holds one folder per training job (`<arm>-s<seed>/0/checkpoints/last.ckpt` + metrics.json),
+as experiments/kws_stream/run.sh makes them. For every checkpoint, its window probabilities are
+computed once on
+- calibration streams: the validation split (its speakers only), train's stream_calibration defaults
+  (4 streams, each word 3 times, about 1 h), built in memory;
+- test streams: the test split, every keyword and every other word (data.unknown=all) 4 times,
+  about 1 h in 4 streams, seed 0: the same audio for every checkpoint (written to RUNS/streams/);
+and three ways of deciding are scored on the test streams:
+- clip: the checkpoint's per-keyword thresholds (1 % false accepts on validation clips), smooth 3
+  (what predict stream=true did before stream calibration);
+- calibrated: one threshold chosen on the calibration streams for 2 false alarms per hour, smooth 3;
+- calibrated+post: threshold and post-processing (smooth, refractory, min windows) chosen together on
+  the calibration streams (train's stream_calibration).
+Writes experiments/kws_stream/runs.csv (one row per checkpoint and decision) and the per-run test
+curves (curves.csv); summarize.py turns them into the README's tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+TARGET = 2.0  # false alarms per hour the calibration aims at
+BUDGETS = (1.0, 2.0, 8.0)
+
+
+def sc_source(root: str, split_unknowns: str):
+    from audioclf.data.sources import build_source
+
+    return build_source("speech_commands", root=root, data_dir="data", version="v0.02", url="file:///nowhere",
+                        download=False, labels="kws12", unknown=split_unknowns)
+
+
+def build_test_streams(root: str, folder: Path):
+    from audioclf.streaming.streams import StreamRecipe, build_streams, write_streams
+
+    streams = build_streams(sc_source(root, "all"), "test", 16000, 4, StreamRecipe(minutes=15.0, passes=4), seed=0)
+    write_streams(streams, folder, 16000)
+    return streams
+
+
+def build_calibration_streams(root: str):
+    from audioclf.streaming.streams import StreamRecipe, build_streams
+
+    return build_streams(sc_source(root, "share"), "val", 16000, 4, StreamRecipe(minutes=15.0, passes=3), seed=0)
+
+
+def score_at(streams, class_names, threshold, post):
+    """(FRR, FA/h, mean delay) of one threshold (a number, or per keyword) and post-processing."""
+    from audioclf.streaming.detection import detect
+    from audioclf.streaming.scoring import KeywordScore, delay, match_file
+
+    total = KeywordScore()
+    for stream in streams:
+        found = detect(stream.starts, stream.probabilities, class_names, stream.rate, stream.window, threshold,
+                       post.smooth, refractory_s=post.refractory_s, min_windows=post.min_windows)
+        hits, false_alarms, misses = match_file(found, stream.events, collar=0.5)
+        total.add(KeywordScore(len(hits), len(misses), len(false_alarms), [delay(f, e) for f, e in hits]))
+    hours = sum(stream.seconds for stream in streams) / 3600
+    return 1 - (total.recall or 0.0), total.false_alarms / hours, total.mean_delay
+
+
+def evaluate_checkpoint(job: str, checkpoint: str, root: str, test_folder: str) -> tuple[list[dict], list[dict]]:
+    import torch
+
+    torch.set_num_threads(1)
+    from audioclf.data.io import read_audio
+    from audioclf.lit.checkpoints import load_classifier
+    from audioclf.streaming.evaluation import PostProcessing, calibrate, curve, operating_point, score_built_streams
+    from audioclf.streaming.streams import Stream
+
+    model = load_classifier(checkpoint)
+    names = list(model.class_names)
+    test = [Stream(p.stem, read_audio(p)[0], events) for p, events in _test_streams(Path(test_folder))]
+    started = time.perf_counter()
+    scored_test = score_built_streams(model, test)
+    seconds_scored = time.perf_counter() - started
+    scored_val = score_built_streams(model, build_calibration_streams(root))
+    test_hours = sum(s.seconds for s in scored_test) / 3600
+    plain = PostProcessing(smooth=3)
+    _, fixed_point = calibrate(scored_val, names, TARGET, grid=[plain])
+    post, post_point = calibrate(scored_val, names, TARGET)
+    decisions = {
+        "clip": (dict(model.detection_thresholds or {}) or 0.6, plain),
+        "calibrated": (fixed_point.threshold, plain),
+        "calibrated+post": (post_point.threshold, post),
+    }
+    metrics = json.loads((Path(checkpoint).parents[1] / "metrics.json").read_text())
+    arm, seed = job.rsplit("-s", 1)
+    rows = []
+    for decision, (threshold, chosen) in decisions.items():
+        frr, fa_per_hour, delay = score_at(scored_test, names, threshold, chosen)
+        rows.append({
+            "job": job, "arm": arm, "seed": int(seed), "decision": decision,
+            "threshold": "per keyword" if isinstance(threshold, dict) else round(float(threshold), 5),
+            "smooth": chosen.smooth, "refractory_s": chosen.refractory_s, "min_windows": chosen.min_windows,
+            "test_frr": round(frr, 4), "test_fa_per_hour": round(fa_per_hour, 3),
+            "test_mean_delay_s": None if delay is None else round(delay, 3), "test_hours": round(test_hours, 3),
+            "clip_test_acc": round(metrics["test/acc"], 4), "epochs": metrics["epochs"],
+            "train_seconds": metrics["train_seconds"],
+            "realtime_factor": round(test_hours * 3600 / seconds_scored, 1),
+        })
+    oracle = curve(scored_test, names, post=post)
+    curve_rows = [{"job": job, "arm": arm, "seed": int(seed), "budget": budget,
+                   "frr": round(float(point.frr), 4), "threshold": round(float(point.threshold), 5)}
+                  for budget in BUDGETS for point in [operating_point(oracle, budget)]]
+    return rows, curve_rows
+
+
+def _test_streams(folder: Path):
+    rows = list(csv.DictReader((folder / "labels.csv").open()))
+    for path in sorted(folder.glob("*.wav")):
+        yield path, [(float(r["start_s"]), float(r["end_s"]), r["label"]) for r in rows if r["file"] == path.name]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path)
+    parser.add_argument("sc_root")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", 2)))
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    test_folder = args.runs / "streams"
+    if not (test_folder / "labels.csv").is_file():
+        build_test_streams(args.sc_root, test_folder)
+    runs, curves = read_rows(HERE / "runs.csv"), read_rows(HERE / "curves.csv")
+    done = {row["job"] for row in runs}  # a rerun scores only the checkpoints not in runs.csv yet
+    finished = args.runs.glob("*/0/metrics.json")  # a job still training has a last.ckpt but no metrics
+    jobs = sorted(p.parents[1].name for p in finished if p.parents[1].name not in done)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(evaluate_checkpoint, job, str(args.runs / job / "0/checkpoints/last.ckpt"),
+                               args.sc_root, str(test_folder)) for job in jobs]
+        results = [future.result() for future in futures]
+    write_rows(HERE / "runs.csv", runs + [row for rows, _ in results for row in rows])
+    write_rows(HERE / "curves.csv", curves + [row for _, rows in results for row in rows])
+    print(f"wrote {HERE / 'runs.csv'} and curves.csv ({len(jobs)} checkpoints scored, {len(done)} kept)")
+
+
+def read_rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.open())) if path.is_file() else []
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Study kws_stream on the Speech Commands sample (SC_ROOT), kws12, SEEDS seeds, EPOCHS epochs, JOBS at
+# a time (rerunning skips finished jobs), three training arms:
+#   paper       BC-ResNet's paper recipe (model=bcresnet), last epoch tested
+#   stream      + stream windows only: 25 % of keyword clips cut at the window's edge -> _unknown_,
+#               whole keywords anywhere in the window
+#   kws_stream  experiment=kws_stream: stream windows (10 %) + noise at 0-20 dB SNR + gain -12..+6 dB
+# then evaluate.py scores every checkpoint on the same streams and summarize.py writes results.md.
+#   experiments/kws_stream/run.sh [extra overrides]
+DEVICE_ARGS="${DEVICE_ARGS:-trainer.accelerator=cpu}"
+THREADS="${THREADS:-1}"
+source "$(dirname "$0")/../common.sh"
+EPOCHS="${EPOCHS:-20}"
+SEEDS="${SEEDS:-0 1 2}"
+SC_ROOT="${SC_ROOT:-../shared/data/speech_commands_sample}"
+RUNS="logs/multiruns/kws_stream/$STAMP"
+sc="data=speech_commands data.root=$SC_ROOT data.download=false data.labels=kws12"
+DATA_ARGS="$sc"  # what finish writes into run_info.txt
+for seed in $SEEDS; do
+    echo "paper-s$seed seed=$seed $sc model=bcresnet trainer.max_epochs=$EPOCHS test_ckpt=last"
+    echo "stream-s$seed seed=$seed $sc model=bcresnet trainer.max_epochs=$EPOCHS test_ckpt=last" \
+        "augment.stream_cut_prob=0.25 augment.stream_cut_visible=0.4 augment.stream_anywhere=true"
+    echo "kws_stream-s$seed seed=$seed $sc experiment=kws_stream trainer.max_epochs=$EPOCHS" \
+        "stream_calibration.enabled=false"  # evaluate.py calibrates every arm alike
+done | run_queue kws_stream
+"$PYTHON" experiments/kws_stream/evaluate.py "$RUNS" "$SC_ROOT"
+"$PYTHON" experiments/kws_stream/summarize.py
+finish kws_stream
