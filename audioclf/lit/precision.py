@@ -17,6 +17,7 @@ here). GPUs are not affected.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import lightning as L
@@ -71,6 +72,17 @@ def resolve_precision(precision: str | int, accelerator: str = "auto") -> tuple[
     if device == "cuda" and torch.cuda.is_bf16_supported():
         return "bf16-mixed", "this GPU supports bf16"
     return "32-true", f"no native bf16 on {device}"
+
+
+def inference_autocast(precision: str | int, device: torch.device) -> contextlib.AbstractContextManager:
+    """Forward passes computed as Lightning's `precision` computes them (bf16-mixed, 16-mixed: autocast;
+    anything else: as the weights are). Stream scoring uses it so that windows are scored at the precision
+    the model was tested and its clip thresholds chosen at; bf16 is also 1.4x faster on a native-bf16 CPU."""
+    dtype = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mixed": torch.float16, "16": torch.float16}
+    chosen = dtype.get(str(precision))
+    if chosen is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=chosen)
 
 
 class CpuBf16Lstm(L.Callback):

@@ -32,6 +32,7 @@ from audioclf.lit.module import AudioClassifier  # noqa: E402
 from audioclf.report.tables import blank_nan, markdown_table, write_csv  # noqa: E402
 from audioclf.streaming.detection import (  # noqa: E402
     IGNORED,
+    SCORING_BATCH,
     count_before,
     look_ahead,
     refractory_mask,
@@ -130,11 +131,11 @@ def score_stream(model: AudioClassifier, path: Path, events: list[Event], hop_se
 
 def score_samples(model: AudioClassifier, path: Path, samples: np.ndarray, events: list[Event],
                   hop_seconds: float = 0.1, min_dbfs: float = -50.0, stream_mode: str = "stateful",
-                  device: torch.device | None = None) -> ScoredStream:
+                  device: torch.device | None = None, batch_size: int = SCORING_BATCH) -> ScoredStream:
     """`score_stream` for a recording already in memory at the model's sample rate."""
     rate, window = int(model.hparams.sample_rate), int(model.hparams.num_samples)
     hop = max(1, int(round(hop_seconds * rate)))
-    starts, probabilities = window_probabilities(model, samples, hop, min_dbfs, device=device,
+    starts, probabilities = window_probabilities(model, samples, hop, min_dbfs, batch_size, device=device,
                                                  stream_mode=stream_mode)
     return ScoredStream(path, starts, probabilities, rate, window, len(samples) / rate, list(events))
 

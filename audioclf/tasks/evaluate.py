@@ -29,7 +29,7 @@ from audioclf.data.sources import Source
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
 from audioclf.lit.module import AudioClassifier
-from audioclf.lit.precision import CpuBf16Lstm
+from audioclf.lit.precision import CpuBf16Lstm, inference_autocast
 from audioclf.report.classification import write_report
 from audioclf.report.detection import (
     det_figure,
@@ -119,8 +119,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     model.test_confusion.reset()
     results = trainer.test(model, dataloaders=loader, verbose=False)[0]
     probabilities, labels = collector.result()
-    alarms = scan_false_alarms(model, alarm_files, cfg) if alarm_files else None
-    stream = stream_operating_points(model, labelled_streams, cfg) if labelled_streams else None
+    with inference_autocast(precision, device_for()):  # windows scored as predict stream=true scores them
+        alarms = scan_false_alarms(model, alarm_files, cfg) if alarm_files else None
+        stream = stream_operating_points(model, labelled_streams, cfg) if labelled_streams else None
 
     # Everything is computed: only now are the report files written.
     output_dir = Path(cfg.paths.output_dir)

@@ -25,6 +25,7 @@ from audioclf.data.io import AUDIO_SUFFIXES, BadAudioFile, fit_length, read_audi
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
 from audioclf.lit.module import AudioClassifier
+from audioclf.lit.precision import inference_autocast, resolve_precision
 from audioclf.streaming.detection import IGNORED, Detection, stream_file, stream_thresholds
 from audioclf.streaming.scoring import (
     Event,
@@ -171,14 +172,17 @@ def run_stream(cfg: DictConfig, model: AudioClassifier) -> list[tuple[Path, list
     threshold = stream_thresholds(model, settings["threshold"])
     report_thresholds(threshold, getattr(model, "stream_calibration", None) if cfg.get("threshold") is None else None)
     skipped = [] if Path(cfg.inputs).expanduser().is_dir() else None
+    device = device_for()
+    precision = scoring_precision(cfg, device)
     for path in inputs:
         try:
-            detections = stream_file(
-                model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)), threshold=settings["threshold"],
-                smooth=settings["smooth"], min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=ignore,
-                device=device_for(), stream_mode=str(cfg.get("stream_mode", "stateful")),
-                refractory_s=settings["refractory_s"], min_windows=settings["min_windows"],
-            )
+            with inference_autocast(precision, device):
+                detections = stream_file(
+                    model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)), threshold=settings["threshold"],
+                    smooth=settings["smooth"], min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=ignore,
+                    device=device, stream_mode=str(cfg.get("stream_mode", "stateful")),
+                    refractory_s=settings["refractory_s"], min_windows=settings["min_windows"],
+                )
         except BadAudioFile as error:
             if skipped is None:
                 raise
@@ -196,6 +200,16 @@ def run_stream(cfg: DictConfig, model: AudioClassifier) -> list[tuple[Path, list
     if events is not None:
         report_score(cfg, results, events, seconds)
     return results
+
+
+def scoring_precision(cfg: DictConfig, device: torch.device) -> str:
+    """precision=auto: as training resolves it on this device (bf16-mixed with native bf16), which is
+    also how train's stream calibration scored the windows its thresholds come from."""
+    setting = cfg.get("precision", "auto")
+    try:
+        return str(resolve_precision(setting, device.type)[0])
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def stream_events(cfg: DictConfig, model: AudioClassifier, inputs: list[Path],

@@ -13,8 +13,10 @@ from omegaconf import DictConfig
 from audioclf.config import check_override_types, check_values
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.errors import UserError
+from audioclf.lit.checkpoints import device_for
 from audioclf.lit.distributed import quiet_other_ranks
 from audioclf.lit.module import AudioClassifier
+from audioclf.lit.precision import inference_autocast
 from audioclf.lit.resume import AtomicCheckpointIO
 from audioclf.report.classification import confusion_figure, write_report
 from audioclf.streaming.evaluation import calibrate, score_built_streams
@@ -73,7 +75,8 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
             print(f"\nTest report ({datamodule.source.name}, {name}):\n{report}")
     if calibration is not None and trainer.is_global_zero:
         tested = test_checkpoint(test_choice, trainer) if cfg.get("test") else None
-        metrics.update(calibrate_for_streams(calibration, model, datamodule, tested or last_checkpoint(trainer)))
+        metrics.update(calibrate_for_streams(calibration, model, datamodule, tested or last_checkpoint(trainer),
+                                             str(trainer.precision)))
 
     summary = {**metrics, "params": model.num_parameters, "train_seconds": round(train_seconds, 2),
                "epochs": trainer.current_epoch}
@@ -145,13 +148,16 @@ def last_checkpoint(trainer: L.Trainer) -> str | None:
 
 
 def calibrate_for_streams(calibration: Calibration, model: AudioClassifier, datamodule: AudioDataModule,
-                          checkpoint: str | None) -> dict[str, float]:
-    """Streams from the calibration split, the tested model scored on them once, the threshold and
-    post-processing with the fewest misses at the budget: kept in `checkpoint` and returned as metrics."""
+                          checkpoint: str | None, precision: str) -> dict[str, float]:
+    """Streams from the calibration split, the tested model scored on them once (at the training
+    precision, as predict scores), the threshold and post-processing with the fewest misses at the
+    budget: kept in `checkpoint` and returned as metrics."""
     started = time.perf_counter()
     streams = build_streams(datamodule.source, calibration.split, datamodule.sample_rate, calibration.count,
                             calibration.recipe, calibration.seed)
-    scored = score_built_streams(model, streams, hop_seconds=calibration.stream_hop)
+    device = device_for()
+    with inference_autocast(precision, device):
+        scored = score_built_streams(model, streams, hop_seconds=calibration.stream_hop, device=device)
     post, point = calibrate(scored, list(model.class_names), calibration.target_fa_per_hour)
     hours = sum(stream.seconds for stream in scored) / 3600
     model.stream_calibration = {

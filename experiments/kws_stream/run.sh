@@ -4,6 +4,7 @@
 #   paper       BC-ResNet's paper recipe (model=bcresnet), last epoch tested
 #   stream      + stream windows only: 25 % of keyword clips cut at the window's edge -> _unknown_,
 #               whole keywords anywhere in the window
+#   noise       + noise at 0-20 dB SNR + gain -12..+6 dB only (experiment=kws_stream without stream windows)
 #   kws_stream  experiment=kws_stream: stream windows (10 %) + noise at 0-20 dB SNR + gain -12..+6 dB
 # then evaluate.py scores every checkpoint on the same streams and summarize.py writes results.md.
 #   experiments/kws_stream/run.sh [extra overrides]
@@ -20,6 +21,8 @@ for seed in $SEEDS; do
     echo "paper-s$seed seed=$seed $sc model=bcresnet trainer.max_epochs=$EPOCHS test_ckpt=last"
     echo "stream-s$seed seed=$seed $sc model=bcresnet trainer.max_epochs=$EPOCHS test_ckpt=last" \
         "augment.stream_cut_prob=0.25 augment.stream_cut_visible=0.4 augment.stream_anywhere=true"
+    echo "noise-s$seed seed=$seed $sc experiment=kws_stream trainer.max_epochs=$EPOCHS" \
+        "augment.stream_cut_prob=0 augment.stream_anywhere=false stream_calibration.enabled=false"
     echo "kws_stream-s$seed seed=$seed $sc experiment=kws_stream trainer.max_epochs=$EPOCHS" \
         "stream_calibration.enabled=false"  # evaluate.py calibrates every arm alike
 done | run_queue kws_stream

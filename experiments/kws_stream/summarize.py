@@ -15,7 +15,8 @@ from pathlib import Path
 from audioclf.report.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent
-ARMS = {"paper": "bcresnet paper recipe", "stream": "+ stream windows only", "kws_stream": "experiment=kws_stream"}
+ARMS = {"paper": "bcresnet paper recipe", "stream": "+ stream windows only", "noise": "+ SNR noise and gain only",
+        "kws_stream": "experiment=kws_stream"}
 DECISIONS = {
     "clip": "per-keyword clip thresholds (1 % FAR on val clips), smooth 3",
     "calibrated": "one threshold calibrated on val streams for 2 FA/h, smooth 3",

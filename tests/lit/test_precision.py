@@ -228,3 +228,11 @@ def test_compile_through_the_train_entry_point(tmp_path):
                                     "trainer.compile=true", "trainer.channels_last=true"])
     metrics = train.run(cfg)
     assert np.isfinite(metrics["test/loss"])
+
+
+@pytest.mark.parametrize("setting, dtype", [("bf16-mixed", torch.bfloat16), ("32-true", torch.float32),
+                                            ("auto", torch.float32)])
+def test_inference_autocast_computes_as_lightnings_precision(setting, dtype):
+    layer = torch.nn.Linear(4, 2)
+    with precision.inference_autocast(setting, torch.device("cpu")):
+        assert layer(torch.ones(1, 4)).dtype == dtype

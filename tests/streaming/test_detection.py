@@ -159,6 +159,28 @@ def test_predict_passes_stream_mode_and_both_modes_find_the_same_words(tone_mode
         predict.run(compose_config(tmp_path, [*base, "stream_mode=bogus"], config_name="predict"))
 
 
+def test_predict_scores_at_its_precision_and_bf16_finds_the_same_words(tone_model, tmp_path, monkeypatch):
+    long_wav, _ = long_recording(tmp_path / "long.wav", ["low", "high", "mid"])
+    base = [f"ckpt_path={tone_model}", f"inputs={long_wav}", "stream=true", "stream_hop=0.05", "threshold=0.6"]
+    computed_in = set()
+
+    def load_watched(*args, **kwargs):
+        model = load_classifier(*args, **kwargs)
+        model.backbone.register_forward_hook(lambda module, inputs, output: computed_in.add(output.dtype))
+        return model
+
+    monkeypatch.setattr(predict, "load_classifier", load_watched)
+    found = {}
+    for precision, dtype in (("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)):
+        computed_in.clear()
+        found[precision] = predict.run(compose_config(tmp_path, [*base, f"precision={precision}"],
+                                                      config_name="predict"))[0][1]
+        assert computed_in == {dtype}
+    assert [d.label for d in found["bf16-mixed"]] == [d.label for d in found["32-true"]] == ["low", "high", "mid"]
+    with pytest.raises(UserError, match="precision=fp8 is unknown: use auto, 32-true, bf16-mixed"):
+        predict.run(compose_config(tmp_path, [*base, "precision=fp8"], config_name="predict"))
+
+
 def test_detect_applies_each_keywords_own_threshold():
     names = ["_unknown_", "yes", "no"]
     probs = np.array([[0.5, 0.35, 0.15]] * 3 + [[0.1, 0.2, 0.7]] * 2 + [[0.9, 0.05, 0.05]], dtype=np.float32)

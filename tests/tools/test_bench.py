@@ -9,6 +9,7 @@ import torch
 
 from audioclf.audio.frontends import build_frontend
 from tools.bench import pipeline as bench
+from tools.bench import scoring
 
 
 def test_bench_runs_on_a_tiny_clip_count(tmp_path, capsys):
@@ -101,3 +102,13 @@ def test_train_speed_step_trains_with_finite_outputs(bf16, channels_last):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         logits = model(waves)
     assert logits.shape == (4, 10) and torch.isfinite(logits.float()).all()
+
+
+def test_scoring_bench_times_each_precision_and_batch_size(tmp_path, capsys):
+    rows = scoring.main(["--seconds", "3", "--rounds", "1", "--batch-sizes", "4", "8",
+                         "--json", str(tmp_path / "scoring.json")])
+    assert [(r["precision"], r["batch_size"]) for r in rows] == [
+        ("32-true", 4), ("32-true", 8), ("bf16-mixed", 4), ("bf16-mixed", 8)]
+    assert all(r["x_real_time"] > 0 for r in rows)
+    assert "| bf16-mixed | 8 | 0.1 |" in capsys.readouterr().out
+    assert (tmp_path / "scoring.json").is_file()
