@@ -56,6 +56,7 @@ class AudioClassifier(L.LightningModule):
         self.backbone = build_backbone(spec.pop("name"), num_classes, self.input_shape, **spec)
         self.num_parameters = count_parameters(self.backbone)
         self.channels_last = False  # set by use_channels_last(); a run-time choice, not a hyperparameter
+        self.lr_scales: dict[str, float] = {}  # parameter name -> lr multiplier (lit/transfer.py sets them)
 
         def scores() -> MetricCollection:
             return MetricCollection({
@@ -190,10 +191,19 @@ class AudioClassifier(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
 
+    def parameter_groups(self) -> list[dict]:
+        """One optimizer group per learning-rate scale (`lr_scales`; unscaled parameters at 1)."""
+        groups: dict[float, list[torch.nn.Parameter]] = {}
+        for name, parameter in self.named_parameters():
+            groups.setdefault(self.lr_scales.get(name, 1.0), []).append(parameter)
+        return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
+
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise ValueError("AudioClassifier was built without an optimizer factory: pass optimizer= to train it")
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self.parameter_groups())
+        for group in optimizer.param_groups:
+            group["lr"] *= group.pop("lr_scale", 1.0)
         if self.scheduler_factory is None or self.trainer.fast_dev_run:  # a 1-step smoke run has no schedule
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -29,6 +29,7 @@ from audioclf.errors import UserError
 from audioclf.lit.module import AudioClassifier
 from audioclf.lit.precision import CpuBf16Lstm, resolve_precision
 from audioclf.lit.resume import AtomicCheckpointIO, ResumeState
+from audioclf.lit.transfer import SavedRun, read_checkpoint, transfer_backbone
 from audioclf.streaming.streams import StreamRecipe
 from audioclf.tasks.run_identity import multirun_job_name
 
@@ -125,6 +126,20 @@ def build_model(cfg: DictConfig, datamodule: AudioDataModule, frontend: Frontend
             data=to_dict(cfg.data),
             frontend=frontend,
         )
+
+
+def read_init_from(cfg: DictConfig) -> SavedRun | None:
+    """init_from=<ckpt>, read before any clip is decoded (a bad path fails first); None without it."""
+    return read_checkpoint(str(cfg.init_from)) if cfg.get("init_from") else None
+
+
+def apply_init_from(cfg: DictConfig, model: AudioClassifier, saved: SavedRun | None) -> None:
+    """The saved run's matching backbone tensors into `model`, frozen (init_freeze) or at init_lr_scale."""
+    if saved is None:
+        return
+    transfer = transfer_backbone(model, saved, freeze=bool(cfg.get("init_freeze", False)),
+                                 lr_scale=float(cfg.get("init_lr_scale", 1.0)))
+    log.info(transfer.describe())
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: Any) -> L.Trainer:

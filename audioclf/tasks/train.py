@@ -23,6 +23,7 @@ from audioclf.streaming.evaluation import calibrate, score_built_streams
 from audioclf.streaming.streams import build_streams
 from audioclf.tasks.build import (
     Calibration,
+    apply_init_from,
     apply_speed_options,
     build_augment,
     build_calibration,
@@ -32,6 +33,7 @@ from audioclf.tasks.build import (
     build_optimizer,
     build_scheduler,
     build_trainer,
+    read_init_from,
     tensorboard_logger,
 )
 from audioclf.tasks.run_identity import describe_job, finished_run, record_overrides, resolve_ckpt_path, run_hparams
@@ -50,7 +52,7 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     record_overrides(output_dir)
     # what needs no data is built (and so checked) before any clip is decoded
     optimizer, scheduler, frontend = build_optimizer(cfg), build_scheduler(cfg), build_frontend(cfg)
-    calibration = build_calibration(cfg)
+    calibration, init_from = build_calibration(cfg), read_init_from(cfg)
     trainer = build_trainer(cfg, callbacks)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
@@ -58,6 +60,7 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     build_augment(cfg, datamodule)
     datamodule.setup("fit")
     model = build_model(cfg, datamodule, frontend, optimizer, scheduler)
+    apply_init_from(cfg, model, init_from)
     model.frontend.adapt(datamodule.banks["train"].waves)
 
     apply_speed_options(cfg, model)
