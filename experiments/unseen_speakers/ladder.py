@@ -21,11 +21,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from audioclf.report.results import mean_std
+
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def rung_row(folder: Path) -> dict | None:
