@@ -65,7 +65,8 @@ def _read_folder(folder: Path) -> list[dict[str, Any]]:
     rows = []
     for run in runs:
         seed = _number(str(run["seed"])) if run["seed"] is not None else None
-        row = {"job": run["job"], "config": run["config"], **run["settings"], "seed": seed}
+        row = {"job": run["job"], "config": run["config"], **run["settings"], "seed": seed,
+               "split": run["split"], "test_ckpt": run["test_ckpt"]}
         row.update(run["metrics"])
         row["arm"] = _arm_from_job(row)
         rows.append(row)

@@ -74,10 +74,11 @@ def test_reads_study_jobs_named_by_arm_and_seed(tmp_path):
     for seed, acc in enumerate([0.5, 0.7]):
         job = tmp_path / f"posted-s{seed}" / "0"
         job.mkdir(parents=True)
-        metrics = {"test/acc": acc, "job": {"overrides": [f"seed={seed}", "model=gru"], "seed": seed}}
-        (job / "metrics.json").write_text(json.dumps(metrics))
+        record = {"overrides": [f"seed={seed}", "model=gru"], "seed": seed, "split": "official", "test_ckpt": "last"}
+        (job / "metrics.json").write_text(json.dumps({"test/acc": acc, "job": record}))
     runs = by_arm(read_runs(tmp_path))
     assert list(runs) == ["posted"]
+    assert {(run["split"], run["test_ckpt"]) for run in runs["posted"].values()} == {("official", "last")}
     assert figure(runs, "posted", "test/acc") == "60.0 ± 14.1"
 
 
