@@ -239,6 +239,16 @@ def generated() -> list[Generated]:
     ]
 
 
+def doctor_rows() -> list[Row]:
+    with (EXP / "doctor/results.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    return [
+        Row("experiments/doctor/README.md", f"| {r['backbone']} |",
+            cells={1: f"{float(r['seconds']):.1f}", 2: r["problems"]})
+        for r in rows
+    ]
+
+
 def json_tables() -> list[Generated]:
     """Timing studies that keep their raw results as JSON: the README rows those files give."""
     streaming = json.loads((EXP / "streaming/results.json").read_text())
@@ -258,6 +268,11 @@ def json_tables() -> list[Generated]:
             f"{r['test_hook_seconds']:.2f} s |")
     return [Generated("experiments/streaming/README.md", "streaming/results.json", hops),
             Generated("experiments/dashboards/README.md", "dashboards/results*.json", tuple(dashboards))]
+
+
+def doctor_seconds(pick) -> str:
+    with (EXP / "doctor/results.csv").open() as file:
+        return f"{pick(float(r['seconds']) for r in csv.DictReader(file)):.1f}"
 
 
 def hop(key: str, digits: int = 2) -> str:
@@ -289,7 +304,9 @@ def prose() -> list[Prose]:
         Prose(top, f"({acc(SC_CHECK, 'gru_recipe')} vs {acc(SC_CHECK, 'gru_plain')} %)"),
         Prose(top, f"({hop('frontend_windowed')} -> {hop('frontend_stateful')} ms for BC-ResNet's log-mel at 100 ms)"),
         Prose(top, f"(BC-ResNet {hop('windowed')} -> {hop('stateful')} ms, RTF {hop('rtf_stateful', 3)})"),
+        Prose(top, f"It takes {doctor_seconds(min)}-{doctor_seconds(max)} s per backbone on FSDD"),
         # experiments/README.md
+        Prose(studies, f"Yes: {doctor_seconds(min)}-{doctor_seconds(max)} s per backbone"),
         Prose(studies, f"gru {acc(PREC, 'gru-bf16-mixed')} %, bcresnet {mean(PREC, 'bcresnet-bf16-mixed')}, "
                        f"crnn {mean(PREC, 'crnn-bf16-mixed')}"),
         Prose(studies, f"bcresnet {acc(CNN, 'kws12_bcresnet')} % with 54 k parameters, gru "
@@ -343,7 +360,8 @@ def _id(claim) -> str:
     return f"{claim.readme}:{re.sub(r'[^A-Za-z0-9_.]+', '_', text)[:60]}"
 
 
-ROWS = [*cnn_vs_rnn_rows(), *gru_labels_rows(), *lstm_rows(), *phase_rows(), *protocol_rows(), *ladder_rows()]
+ROWS = [*cnn_vs_rnn_rows(), *gru_labels_rows(), *lstm_rows(), *phase_rows(), *protocol_rows(), *ladder_rows(),
+        *doctor_rows()]
 
 
 @pytest.mark.parametrize("claim", ROWS, ids=map(_id, ROWS))
