@@ -10,7 +10,7 @@ same in every job are listed once above the table. Writes into the output folder
 
     <name>.md         the markdown table
     <name>.csv        the same numbers, one row per config (fractions, not percent)
-    <name>_runs.csv   one row per job
+    <name>_runs.csv   one row per job: its settings, seed, fold, checkpoint tested, scores and costs
     <name>.png        bar chart of `metric`, mean with std error bars and one dot per seed
     <name>_curves.*   with curves=[TAG,...]: those TensorBoard scalars per epoch, per job
 """
@@ -82,7 +82,14 @@ def load_run(path: Path, folder: Path) -> dict[str, Any]:
     overrides = [str(o) for o in job.get("overrides", [])]
     seed = job.get("seed", _seed_from(overrides))
     name = str(path.parent.relative_to(folder)) if path.parent != folder else "."
-    return {"job": name, "seed": seed, "overrides": overrides, "metrics": metrics}
+    return {
+        "job": name,
+        "seed": seed,
+        "split": job.get("split"),
+        "test_ckpt": job.get("test_ckpt"),
+        "overrides": overrides,
+        "metrics": metrics,
+    }
 
 
 def job_from_hydra(run_dir: Path) -> dict[str, Any]:
@@ -249,6 +256,8 @@ def run_rows(runs: list[dict]) -> list[dict[str, Any]]:
             "config": r["config"],
             **r["settings"],
             "seed": r["seed"],
+            "split": r.get("split"),  # the fold, e.g. speaker=george
+            "test_ckpt": r.get("test_ckpt"),  # best or last; empty in runs older than the field
             **{k: r["metrics"].get(k, math.nan) for k in keys},
         }
         for r in runs

@@ -104,6 +104,7 @@ def describe_job(cfg: DictConfig) -> dict[str, Any]:
         "data": data.get("source"),
         "split": data.get("split"),
         "seed": cfg.seed,
+        "test_ckpt": cfg.get("test_ckpt", "best") if cfg.get("test") else None,
         "max_epochs": cfg.trainer.get("max_epochs"),
         "lr": optim.get("lr"),
         "weight_decay": optim.get("weight_decay"),

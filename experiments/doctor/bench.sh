@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Time `audioclf-doctor` for every registered backbone on FSDD and print a markdown table.
+# Time `audioclf-doctor` for every registered backbone on FSDD, print a markdown table and write
+# one row per backbone to experiments/doctor/results.csv (backbone, seconds, problems found).
 # Usage: experiments/doctor/bench.sh [FSDD_RECORDINGS_DIR] [extra doctor overrides ...]
 # Knobs: MODELS (comma list, default: every registered backbone), THREADS (OMP_NUM_THREADS).
 # The clip banks are built once first (an untimed doctor run per model would also do it),
@@ -7,7 +8,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 MODELS="${MODELS:-$("$PYTHON" -c 'from audioclf.models import BACKBONES; print(",".join(sorted(BACKBONES)))')}"
 LOGS="logs/doctor/$STAMP"
+RESULTS=experiments/doctor/results.csv
 mkdir -p "$LOGS"
+echo "backbone,seconds,problems" > "$RESULTS"
 echo "| backbone | seconds | problems found |"
 echo "|---|---:|---|"
 for model in ${MODELS//,/ }; do
@@ -22,6 +25,7 @@ d = build_datamodule(doctor_config(None, sys.argv[1:])); d.setup('fit')" $DATA_A
     problems=$(grep -E '^(ERROR|WARNING) ' "$LOGS/$model.txt" | awk '{print tolower($1) " " $2}' | tr -d ':' \
         | paste -sd "," | sed "s/,/, /g" || true)
     printf '| %s | %.1f | %s |\n' "$model" "$seconds" "${problems:-none}"
+    printf '%s,%.1f,"%s"\n' "$model" "$seconds" "${problems:-none}" >> "$RESULTS"
 done
 echo
 echo "doctor outputs: $LOGS/<model>.txt; $(getconf _NPROCESSORS_ONLN) CPU cores, load average" \

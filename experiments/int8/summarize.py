@@ -2,6 +2,7 @@
 and metrics.json (its parameter count). Writes results.md and results.csv.
 
     python experiments/int8/summarize.py logs/int8/<stamp> [experiments/int8]
+    python experiments/int8/summarize.py experiments/int8/results.csv   # results.md again, from the CSV
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import csv
 import json
 import sys
 from pathlib import Path
+
+from audioclf.report.results import read_runs
 
 COLUMNS = ["backbone", "params", "int8_layers", "int8_weights", "acc_fp32", "acc_int8", "agreement",
            "size_fp32_mb", "size_int8_mb", "latency_fp32_ms", "latency_int8_ms", "speedup", "error"]
@@ -56,15 +59,27 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(runs: Path, out: Path) -> None:
-    rows = [row(run) for run in sorted(runs.iterdir()) if (run / "int8.json").is_file()]
+def rows_from_csv(path: Path) -> list[dict]:
+    rows = read_runs(path)
+    for r in rows:
+        r["error"] = r["error"] if isinstance(r["error"], str) else ""  # an empty cell reads as NaN
+    return rows
+
+
+def main(source: Path, out: Path) -> None:
+    if source.suffix == ".csv":
+        rows = rows_from_csv(source)
+    else:
+        rows = [row(run) for run in sorted(source.iterdir()) if (run / "int8.json").is_file()]
+        with open(out / "results.csv", "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
     (out / "results.md").write_text(markdown(rows))
-    with open(out / "results.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
     print(markdown(rows))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2] if len(sys.argv) > 2 else "experiments/int8"))
+    source = Path(sys.argv[1])
+    default_out = source.parent if source.suffix == ".csv" else Path("experiments/int8")
+    main(source, Path(sys.argv[2]) if len(sys.argv) > 2 else default_out)

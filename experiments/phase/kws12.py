@@ -1,6 +1,7 @@
 """Phase on kws12: per arm, test accuracy, _silence_ / _unknown_ recall and false alarms on noise.
 
     python experiments/phase/kws12.py logs/multiruns/phase/<stamp> [out_dir]
+    python experiments/phase/kws12.py experiments/phase/kws12_runs.csv   # the tables again, from the runs
 
 Reads every `kws12_<arm>-s<seed>/0` job that run.sh's kws12 part trained: metrics.json and
 test_report.csv (the training run's test of its best checkpoint) and the two false-alarm scans
@@ -17,6 +18,8 @@ import re
 import statistics
 import sys
 from pathlib import Path
+
+from audioclf.report.results import pm, read_runs
 
 ARMS = ("magnitude", "phase2d", "phase3d")
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -62,13 +65,7 @@ def job_row(job: Path, scans: Path) -> dict:
     }
 
 
-def mean_std(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-
-def main(runs: Path, out: Path) -> None:
+def job_rows(runs: Path) -> list[dict]:
     rows = []
     for job in sorted(runs.glob("kws12_*-s*/0")):
         scans = runs.parent / f"{runs.name}_false_alarms" / job.parent.name
@@ -78,16 +75,17 @@ def main(runs: Path, out: Path) -> None:
             print(f"skipped (unfinished): {job}")
     if not rows:
         sys.exit(f"error: no finished kws12 jobs under {runs}: run PARTS=kws12 experiments/phase/run.sh first")
-    with (out / "kws12_runs.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    return rows
+
+
+def write_tables(rows: list[dict], out: Path) -> None:
+    """kws12.md/.csv: per arm, each column's mean ± std over seeds."""
     table = [["arm", "seeds", *COLUMNS.values()]]
     for arm in ARMS:
         runs_of_arm = [row for row in rows if row["arm"] == arm]
         if runs_of_arm:
             table.append([arm, str(len(runs_of_arm))]
-                         + [mean_std([row[key] for row in runs_of_arm]) for key in COLUMNS])
+                         + [pm(row[key] for row in runs_of_arm) for key in COLUMNS])
     with (out / "kws12.csv").open("w", newline="") as f:
         csv.writer(f).writerows(table)
     lines = ["| " + " | ".join(table[0]) + " |", "|---|" + "---:|" * (len(table[0]) - 1)]
@@ -96,7 +94,21 @@ def main(runs: Path, out: Path) -> None:
     print("\n".join(lines))
 
 
+def main(source: Path, out: Path) -> None:
+    if source.suffix == ".csv":
+        rows = read_runs(source)
+    else:
+        rows = job_rows(source)
+        with (out / "kws12_runs.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    write_tables(rows, out)
+
+
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
-    main(Path(sys.argv[1]), Path(sys.argv[2] if len(sys.argv) == 3 else "experiments/phase"))
+    source = Path(sys.argv[1])
+    default_out = source.parent if source.suffix == ".csv" else Path("experiments/phase")
+    main(source, Path(sys.argv[2]) if len(sys.argv) == 3 else default_out)

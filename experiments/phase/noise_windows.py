@@ -1,6 +1,7 @@
 """Can each kws12 model tell noise from speech? Threshold-free: every 1 s window of the noise files.
 
     python experiments/phase/noise_windows.py logs/multiruns/phase/<stamp> [out_dir] [hop_seconds]
+    python experiments/phase/noise_windows.py experiments/phase/noise_windows_runs.csv   # the table again
 
 For every `kws12_<arm>-s<seed>/0` job's best checkpoint, slides 1 s windows (hop 0.25 s) over the
 held-out and the seen noise files that run.sh linked into the run folder, scores every window in
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import re
-import statistics
 import sys
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import torch
 
 from audioclf.data.io import read_audio, resample
 from audioclf.lit.checkpoints import load_classifier
+from audioclf.report.results import pm, read_runs
 
 ARMS = ("magnitude", "phase2d", "phase3d")
 SCANS = ("held_out", "seen")
@@ -58,7 +59,7 @@ def scan_row(model, files: list[Path], hop_seconds: float) -> dict[str, float]:
     }
 
 
-def main(runs: Path, out: Path, hop_seconds: float) -> None:
+def job_rows(runs: Path, hop_seconds: float) -> list[dict]:
     rows = []
     for job in sorted(runs.glob("kws12_*-s*/0")):
         best = sorted((job / "checkpoints").glob("epoch_*.ckpt"))
@@ -72,10 +73,11 @@ def main(runs: Path, out: Path, hop_seconds: float) -> None:
             rows.append({"arm": arm, "seed": int(seed), "noise": scan, **scan_row(model, files, hop_seconds)})
     if not rows:
         sys.exit(f"error: no kws12 checkpoints under {runs}: run PARTS=kws12 experiments/phase/run.sh first")
-    with (out / "noise_windows_runs.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    return rows
+
+
+def write_table(rows: list[dict], out: Path) -> None:
+    """noise_windows.md: per arm and noise, each share's mean ± std over seeds."""
     lines = ["| arm | noise | seeds | windows | top class _silence_ % | _unknown_ % | a command % "
              "| mean top command probability |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for arm in ARMS:
@@ -83,7 +85,7 @@ def main(runs: Path, out: Path, hop_seconds: float) -> None:
             group = [row for row in rows if row["arm"] == arm and row["noise"] == scan]
             if not group:
                 continue
-            cells = [mean_std([row[key] for row in group], digits)
+            cells = [pm((row[key] for row in group), digits)
                      for key, digits in (("silence", 1), ("unknown", 1), ("command", 1),
                                          ("top_command_probability", 3))]
             lines.append(f"| {arm} | {scan} | {len(group)} | {group[0]['windows']} | " + " | ".join(cells) + " |")
@@ -91,14 +93,22 @@ def main(runs: Path, out: Path, hop_seconds: float) -> None:
     print("\n".join(lines))
 
 
-def mean_std(values: list[float], digits: int) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+def main(source: Path, out: Path, hop_seconds: float) -> None:
+    if source.suffix == ".csv":
+        rows = read_runs(source)
+    else:
+        rows = job_rows(source, hop_seconds)
+        with (out / "noise_windows_runs.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    write_table(rows, out)
 
 
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3, 4):
         sys.exit(__doc__)
-    main(Path(sys.argv[1]), Path(sys.argv[2] if len(sys.argv) > 2 else "experiments/phase"),
+    source = Path(sys.argv[1])
+    default_out = source.parent if source.suffix == ".csv" else Path("experiments/phase")
+    main(source, Path(sys.argv[2]) if len(sys.argv) > 2 else default_out,
          float(sys.argv[3]) if len(sys.argv) > 3 else 0.25)

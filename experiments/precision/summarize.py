@@ -15,21 +15,23 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from audioclf.report import results
+from audioclf.report.results import mean_std, pm
+
 FP32, BF16 = "32-true", "bf16-mixed"
 TEST_CLIPS = 300  # FSDD official test split: the std is floored at one clip, 1/300 = 0.33 points
 
 
 def arm_of(job: str) -> tuple[str, str]:
     """`crnn-bf16-mixed-s1/0` -> ("crnn", "bf16-mixed")."""
-    model, precision = re.match(r"(.+?)-(32-true|bf16-mixed)-s\d+", job).groups()
+    model, precision = re.match(r"(.+?)-(32-true|bf16-mixed)", results.arm_of(job)).groups()
     return model, precision
 
 
 def read_runs(folder: Path) -> dict[tuple[str, str], list[dict]]:
     runs = defaultdict(list)
-    with open(folder / "results_runs.csv") as file:
-        for row in csv.DictReader(file):
-            runs[arm_of(row["job"])].append(row)
+    for row in results.read_runs(folder / "results_runs.csv"):
+        runs[arm_of(row["job"])].append(row)
     return runs
 
 
@@ -43,10 +45,6 @@ def read_curves(folder: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
                 if row["tag"] == "val/acc":
                     curves[arm_of(row["job"])][int(row["epoch"])].append(float(row["value"]))
     return curves
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def plateau(curve: dict[int, list[float]]) -> str:
@@ -75,7 +73,7 @@ def summary(folder: Path) -> str:
     for model in dict.fromkeys(m for m, _ in runs):
         accs = {p: [float(r["test/acc"]) for r in runs[(model, p)]] for p in (FP32, BF16)}
         speed = {p: [float(r["seconds_per_epoch"]) for r in runs[(model, p)]] for p in (FP32, BF16)}
-        cells = [f"{100 * mean_std(a)[0]:.1f} ± {100 * mean_std(a)[1]:.1f}" if a else "-" for a in accs.values()]
+        cells = [pm(100 * v for v in a) for a in accs.values()]
         seconds = [f"{statistics.mean(s):.1f}" if s else "-" for s in speed.values()]
         flat = " / ".join(plateau(curves[(model, p)]) for p in (FP32, BF16))
         lines.append(f"| {model} | {len(accs[FP32])}/{len(accs[BF16])} | {cells[0]} | {cells[1]} "

@@ -9,11 +9,12 @@ arm), from the results_runs.csv and results_curves.csv that `audioclf-report` wr
 from __future__ import annotations
 
 import csv
-import re
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from audioclf.report.results import arm_of, by_arm, paired_differences, pm, read_runs, values
 
 ARMS = {  # folder name -> (dataset, what it is, the arm it is compared with)
     "bcresnet_sc_old": ("SC sample kws12", "bcresnet, old default (AdamW 1e-3, cosine, augment=default)", None),
@@ -32,16 +33,8 @@ ARMS = {  # folder name -> (dataset, what it is, the arm it is compared with)
 }
 
 
-def pm(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {spread:.1f}"
-
-
-def arm_of(job: str) -> str:
-    return re.sub(r"-s\d+(/\d+)?$", "", job)
-
-
 def tables(runs: dict[str, dict[int, dict]]) -> list[str]:
+    """Per dataset, one row per arm: its figures and its per-seed difference from its baseline."""
     lines = []
     for dataset in dict.fromkeys(d for d, _, _ in ARMS.values()):
         lines += [f"\n{dataset}\n",
@@ -51,17 +44,16 @@ def tables(runs: dict[str, dict[int, dict]]) -> list[str]:
             if where != dataset or arm not in runs:
                 continue
             rows = runs[arm]
-            acc = [100 * float(r["test/acc"]) for r in rows.values()]
-            best = [100 * float(r["val/acc_best"]) for r in rows.values()]
+            acc = values(rows, "test/acc", 100)
+            best = values(rows, "val/acc_best", 100)
             diff = ""
             if baseline in runs:
-                pairs = [(100 * float(r["test/acc"]) - 100 * float(runs[baseline][s]["test/acc"]))
-                         for s, r in sorted(rows.items()) if s in runs[baseline]]
+                pairs = list(paired_differences(acc, values(runs[baseline], "test/acc", 100)).values())
                 diff = ", ".join(f"{d:+.1f}" for d in pairs) + f" (mean {statistics.mean(pairs):+.1f})"
-            per_epoch = statistics.mean(float(r["seconds_per_epoch"]) for r in rows.values())
-            seconds = statistics.mean(float(r["train_seconds"]) for r in rows.values())
-            lines.append(f"| {label} | {len(rows)} | {pm(acc)} | {pm(best)} | {baseline or ''} | {diff} "
-                         f"| {per_epoch:.1f} | {seconds:.0f} |")
+            per_epoch = statistics.mean(values(rows, "seconds_per_epoch").values())
+            seconds = statistics.mean(values(rows, "train_seconds").values())
+            lines.append(f"| {label} | {len(rows)} | {pm(acc.values())} | {pm(best.values())} | {baseline or ''} "
+                         f"| {diff} | {per_epoch:.1f} | {seconds:.0f} |")
     return lines
 
 
@@ -91,9 +83,7 @@ def plot_curves(path: Path, out: Path) -> None:
 
 def main() -> None:
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent)
-    runs = defaultdict(dict)  # arm -> seed -> row
-    for row in csv.DictReader((folder / "results_runs.csv").open()):
-        runs[arm_of(row["job"])][int(row["seed"])] = row
+    runs = by_arm(read_runs(folder / "results_runs.csv"))
     text = "\n".join(tables(runs)).strip() + "\n"
     (folder / "summary.md").write_text(text)
     print(text)

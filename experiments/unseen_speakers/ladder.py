@@ -4,11 +4,11 @@
 
 LADDER_FOLDER (default logs/multiruns/unseen_speakers/ladder) holds one folder per rung, as
 loso.sh writes it: rung.txt (what changed, then the overrides) and <split>-s<seed>/metrics.json.
-Writes ladder.md and ladder.csv next to this file. LOSO mean: the mean over the six held-out
-speakers of one seed, then mean +- sample std over seeds; a speaker's cell is its mean over
-seeds; worst: the speaker with the lowest such mean. A rung missing jobs is marked and its
-numbers cover the jobs that finished. An ensemble.py rung is one ensemble per split (no std);
-its train s/job is the members' total.
+Writes ladder.md, ladder.csv and ladder_runs.csv (one row per run) next to this file.
+LOSO mean: the mean over the six held-out speakers of one seed, then mean +- sample std over
+seeds; a speaker's cell is its mean over seeds; worst: the speaker with the lowest such mean.
+A rung missing jobs is marked and its numbers cover the jobs that finished. An ensemble.py rung
+is one ensemble per split (no std); its train s/job is the members' total.
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from audioclf.report.results import mean_std
+
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def rung_row(folder: Path) -> dict | None:
@@ -122,6 +120,34 @@ def recorded_rows(path: Path) -> dict[str, dict]:
     return {row["rung"]: row for row in rows}
 
 
+def run_rows(folder: Path) -> list[dict]:
+    """One row per run of a rung: the per-run results its ladder.csv row summarizes."""
+    rows = []
+    for metrics_file in sorted(folder.glob("*/metrics.json")):
+        metrics = json.loads(metrics_file.read_text())
+        rows.append({
+            "rung": folder.name, "job": metrics_file.parent.name,
+            "split": metrics["job"]["split"].removeprefix("speaker="), "seed": metrics["job"]["seed"],
+            "test/acc": metrics["test/acc"], "epochs": metrics["epochs"], "train_seconds": metrics["train_seconds"],
+        })
+    return rows
+
+
+def write_run_rows(path: Path, folders: list[Path]) -> None:
+    """ladder_runs.csv: the rungs read back now replace their old rows; the other rungs' rows stay."""
+    read_now = {folder.name for folder in folders}
+    kept = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            kept = [row for row in csv.DictReader(f) if row["rung"] not in read_now]
+    rows = kept + [row for folder in folders for row in run_rows(folder)]
+    if rows:
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
 def main(ladder: Path) -> None:
     """Rungs with runs under LADDER are read back from them; the others keep their ladder.csv row
     (a checkout without the logs of earlier rungs adds its rung instead of erasing theirs)."""
@@ -136,6 +162,7 @@ def main(ladder: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+    write_run_rows(out / "ladder_runs.csv", folders)
     (out / "ladder.md").write_text(markdown(rows))
     print(markdown(rows))
 

@@ -7,13 +7,11 @@ from the sc_check_runs.csv that `audioclf report` wrote. Prints the table and wr
 
 from __future__ import annotations
 
-import csv
-import math
-import re
 import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
+
+from audioclf.report.results import by_arm, paired_differences, pm, read_runs, values, welch_t
 
 ARMS = {  # job folder name without -s<seed> -> (what it is, the arm it is compared with)
     "bcr_paper": ("bcresnet, paper recipe (the recipes study's best)", None),
@@ -25,38 +23,28 @@ ARMS = {  # job folder name without -s<seed> -> (what it is, the arm it is compa
 }
 
 
-def welch_t(a: list[float], b: list[float]) -> float:
-    spread = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
-    return (statistics.mean(a) - statistics.mean(b)) / spread if spread else math.inf
-
-
 def table(runs: dict[str, dict[int, float]]) -> list[str]:
+    """runs: arm -> seed -> test accuracy %."""
     lines = ["| arm | seeds | test acc % | per seed | vs. | diff per seed (points) | Welch t |",
              "|---|---:|---:|---|---|---|---:|"]
     for arm, (label, baseline) in ARMS.items():
         if arm not in runs:
             continue
         acc = runs[arm]
-        values = [acc[s] for s in sorted(acc)]
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
         diff = t = ""
         if baseline in runs:
-            pairs = [acc[s] - runs[baseline][s] for s in sorted(acc) if s in runs[baseline]]
+            pairs = list(paired_differences(acc, runs[baseline]).values())
             diff = ", ".join(f"{d:+.1f}" for d in pairs) + f" (mean {statistics.mean(pairs):+.1f})"
-            if len(values) > 1 and len(runs[baseline]) > 1:
-                t = f"{welch_t(values, list(runs[baseline].values())):+.1f}"
-        seeds = ", ".join(f"{v:.1f}" for v in values)
-        lines.append(f"| {label} | {len(values)} | {statistics.mean(values):.1f} ± {spread:.1f} | {seeds} "
-                     f"| {baseline or ''} | {diff} | {t} |")
+            if len(acc) > 1 and len(runs[baseline]) > 1:
+                t = f"{welch_t(acc.values(), runs[baseline].values()):+.1f}"
+        seeds = ", ".join(f"{v:.1f}" for v in acc.values())
+        lines.append(f"| {label} | {len(acc)} | {pm(acc.values())} | {seeds} | {baseline or ''} | {diff} | {t} |")
     return lines
 
 
 def main() -> None:
     path = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "sc_check_runs.csv")
-    runs = defaultdict(dict)  # arm -> seed -> test accuracy %
-    for row in csv.DictReader(path.open()):
-        arm = re.sub(r"-s\d+(/\d+)?$", "", row["job"])
-        runs[arm][int(row["seed"])] = 100 * float(row["test/acc"])
+    runs = {arm: values(seeds, "test/acc", 100) for arm, seeds in by_arm(read_runs(path)).items()}
     text = "\n".join(table(runs)) + "\n"
     (path.parent / "sc_check_summary.md").write_text(text)
     print(text)

@@ -11,7 +11,9 @@ def test_fast_dev_run_on_synthetic(tmp_path):
     metrics = train.run(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0
     run = tmp_path / "run"
-    assert json.loads((run / "metrics.json").read_text())["params"] == 1_625_608
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["params"] == 1_625_608
+    assert record["job"]["test_ckpt"] == "best"  # which checkpoint the test figures are of
     assert (run / "test_report.md").read_text().startswith("| label |")
     assert (run / "test_confusion.png").stat().st_size > 0
 
