@@ -6,7 +6,7 @@ from audioclf.data.sources import build_source
 from audioclf.data.sources.speech_commands import SILENCE, UNKNOWN
 from audioclf.data.sources.synthetic import WORDS, SyntheticSource
 from audioclf.errors import UserError
-from tests.conftest import write_wav
+from tests.conftest import make_fsdd, write_wav
 
 
 def test_synthetic_is_deterministic_and_varied():
@@ -40,6 +40,33 @@ def test_fsdd_unseen_speaker_split(fsdd_root):
     assert not any("_jackson_" in c.path for c in source.clips("train") + source.clips("val"))
     with pytest.raises(UserError, match="no speaker 'nobody'"):
         build_source("fsdd", root=str(fsdd_root), data_dir="x", url="x", split="speaker=nobody")
+
+
+def speakers_of(clips) -> set[str]:
+    return {clip.path.rsplit("/", 1)[1].split("_")[1] for clip in clips}
+
+
+def test_fsdd_validation_speaker_is_held_out_whole(tmp_path):
+    root = make_fsdd(tmp_path / "recordings", speakers=("george", "jackson", "lucas", "theo"), indices=range(6))
+    args = {"root": str(root), "data_dir": "x", "url": "x", "split": "speaker=lucas"}
+    auto = build_source("fsdd", **args, val_speaker="auto")
+    splits = {name: speakers_of(auto.clips(name)) for name in ("train", "val", "test")}
+    assert splits == {"train": {"george", "jackson"}, "val": {"theo"}, "test": {"lucas"}}
+    assert len(auto.clips("val")) == 10 * 6  # every recording of the validation speaker
+    last = build_source("fsdd", **{**args, "split": "speaker=theo"}, val_speaker="auto")
+    assert speakers_of(last.clips("val")) == {"george"}  # after the last name: the first
+    named = build_source("fsdd", **args, val_speaker="george")
+    assert speakers_of(named.clips("val")) == {"george"} and "george" not in speakers_of(named.clips("train"))
+    seen = build_source("fsdd", **args)  # the default: indices 0-4 of the training speakers
+    assert speakers_of(seen.clips("val")) == speakers_of(seen.clips("train")) == {"george", "jackson", "theo"}
+
+
+def test_fsdd_validation_speaker_errors_name_the_fix(fsdd_root):
+    args = {"root": str(fsdd_root), "data_dir": "x", "url": "x"}
+    with pytest.raises(UserError, match="val_speaker=jackson: choose seen, auto or one of \\['george'\\]"):
+        build_source("fsdd", **args, split="speaker=jackson", val_speaker="jackson")
+    with pytest.raises(UserError, match="data.val_speaker=auto needs a speaker split"):
+        build_source("fsdd", **args, val_speaker="auto")
 
 
 def test_folder_split_by_ratio_is_seeded_and_disjoint(tmp_path):

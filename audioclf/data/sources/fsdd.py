@@ -2,8 +2,11 @@
 
 Splits: `official` puts recording indices 0-4 in test (as the dataset's README
 says), 5-9 in validation and the rest in train. `speaker=<name>` holds that
-speaker out entirely as the test set (unseen-speaker evaluation); indices 0-4
-of the other speakers validate.
+speaker out entirely as the test set (unseen-speaker evaluation); `val_speaker`
+says who validates: `seen` (indices 0-4 of the training speakers: val/acc then
+measures seen voices), `auto` (the speaker after the test one in name order, held
+out whole, so that val/acc, early stopping and test_ckpt=best see an unseen voice)
+or a speaker's name.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ class FSDDSource(Source):
         sha256: str | None = None,
         split: str = "official",
         download: bool = True,
+        val_speaker: str = "seen",
     ):
         self.class_names = list(DIGITS)
         self.recordings = locate_recordings(root, Path(data_dir) / "fsdd", url, sha256, download)
         self.files = parse_names(self.recordings)
         self.split_name = split
-        self._assign = split_rule(split, {speaker for _, speaker, _ in self.files.values()})
+        self._assign = split_rule(split, {speaker for _, speaker, _ in self.files.values()}, val_speaker)
 
     def clips(self, split: str) -> list[ClipRef]:
         return [
@@ -77,8 +81,11 @@ def parse_names(folder: Path) -> dict[Path, tuple[str, str, int]]:
     return files
 
 
-def split_rule(split: str, speakers: set[str]):
+def split_rule(split: str, speakers: set[str], val_speaker: str = "seen"):
     if split == "official":
+        if val_speaker != "seen":
+            raise UserError(f"data.val_speaker={val_speaker} needs a speaker split: add "
+                            "\"data.split='speaker=<name>'\" or drop data.val_speaker")
         return lambda speaker, index: "test" if index < 5 else "val" if index < 10 else "train"
     if split.startswith("speaker="):
         held_out = split.split("=", 1)[1]
@@ -86,7 +93,20 @@ def split_rule(split: str, speakers: set[str]):
             raise UserError(
                 f"data.split={split}: no speaker {held_out!r}; choose one of {sorted(speakers)}"
             )
-        return lambda speaker, index: (
-            "test" if speaker == held_out else "val" if index < 5 else "train"
-        )
+        validator = validation_speaker(val_speaker, held_out, speakers)
+        if validator is None:
+            return lambda speaker, index: "test" if speaker == held_out else "val" if index < 5 else "train"
+        return lambda speaker, index: "test" if speaker == held_out else "val" if speaker == validator else "train"
     raise UserError(f"data.split={split} is unknown: use 'official' or 'speaker=<name>'")
+
+
+def validation_speaker(choice: str, held_out: str, speakers: set[str]) -> str | None:
+    """The speaker held out for validation; None for `seen` (the training speakers' indices 0-4)."""
+    if choice == "seen":
+        return None
+    others = sorted(speakers - {held_out})
+    if choice == "auto":
+        return min((name for name in others if name > held_out), default=others[0])
+    if choice not in others:
+        raise UserError(f"data.val_speaker={choice}: choose seen, auto or one of {others} (not the test speaker)")
+    return choice
