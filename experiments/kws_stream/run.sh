@@ -6,6 +6,9 @@
 #               whole keywords anywhere in the window
 #   noise       + noise at 0-20 dB SNR + gain -12..+6 dB only (experiment=kws_stream without stream windows)
 #   kws_stream  experiment=kws_stream: stream windows (10 %) + noise at 0-20 dB SNR + gain -12..+6 dB
+#   small       experiment=kws_stream at model.width=1.5 (BC-ResNet-1.5: 17k instead of 54k parameters,
+#               about 2x cheaper to score, tools/bench/scoring.py)
+# ARMS="noise small" trains only those arms (evaluate.py scores every checkpoint runs.csv lacks).
 # then evaluate.py scores every checkpoint on the same streams and summarize.py writes results.md.
 #   experiments/kws_stream/run.sh [extra overrides]
 DEVICE_ARGS="${DEVICE_ARGS:-trainer.accelerator=cpu}"
@@ -14,6 +17,7 @@ source "$(dirname "$0")/../common.sh"
 EPOCHS="${EPOCHS:-20}"
 SEEDS="${SEEDS:-0 1 2}"
 SC_ROOT="${SC_ROOT:-../shared/data/speech_commands_sample}"
+ARMS="${ARMS:-paper stream noise kws_stream small}"
 RUNS="logs/multiruns/kws_stream/$STAMP"
 sc="data=speech_commands data.root=$SC_ROOT data.download=false data.labels=kws12"
 DATA_ARGS="$sc"  # what finish writes into run_info.txt
@@ -25,7 +29,9 @@ for seed in $SEEDS; do
         "augment.stream_cut_prob=0 augment.stream_anywhere=false stream_calibration.enabled=false"
     echo "kws_stream-s$seed seed=$seed $sc experiment=kws_stream trainer.max_epochs=$EPOCHS" \
         "stream_calibration.enabled=false"  # evaluate.py calibrates every arm alike
-done | run_queue kws_stream
+    echo "small-s$seed seed=$seed $sc experiment=kws_stream model.width=1.5 trainer.max_epochs=$EPOCHS" \
+        "stream_calibration.enabled=false"
+done | grep -E "^($(echo "$ARMS" | tr ' ' '|'))-s" | run_queue kws_stream
 "$PYTHON" experiments/kws_stream/evaluate.py "$RUNS" "$SC_ROOT"
 "$PYTHON" experiments/kws_stream/summarize.py
 finish kws_stream

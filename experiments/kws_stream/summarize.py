@@ -16,7 +16,7 @@ from audioclf.report.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent
 ARMS = {"paper": "bcresnet paper recipe", "stream": "+ stream windows only", "noise": "+ SNR noise and gain only",
-        "kws_stream": "experiment=kws_stream"}
+        "kws_stream": "experiment=kws_stream", "small": "experiment=kws_stream, model.width=1.5"}
 DECISIONS = {
     "clip": "per-keyword clip thresholds (1 % FAR on val clips), smooth 3",
     "calibrated": "one threshold calibrated on val streams for 2 FA/h, smooth 3",
