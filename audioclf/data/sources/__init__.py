@@ -7,6 +7,7 @@ from typing import Any
 from audioclf.data.sources.base import SPLITS, ClipRef, Source
 from audioclf.data.sources.folder import FolderSource
 from audioclf.data.sources.fsdd import FSDDSource
+from audioclf.data.sources.mix import MixSource
 from audioclf.data.sources.speech_commands import SpeechCommandsSource
 from audioclf.data.sources.synthetic import SyntheticSource
 from audioclf.errors import UserError
@@ -16,6 +17,7 @@ SOURCES: dict[str, type[Source]] = {
     "fsdd": FSDDSource,
     "folder": FolderSource,
     "synthetic": SyntheticSource,
+    "mix": MixSource,
 }
 
 __all__ = ["SOURCES", "SPLITS", "ClipRef", "Source", "build_source"]
