@@ -21,6 +21,7 @@ import soundfile as sf
 import torch
 from omegaconf import DictConfig
 
+from audioclf.config import check_override_types, check_values
 from audioclf.data.io import AUDIO_SUFFIXES, BadAudioFile, fit_length, read_audio, resample
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
@@ -86,6 +87,8 @@ def predict_files(model: AudioClassifier, files: list[Path], batch_size: int = 6
 
 
 def run(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
+    check_override_types(cfg)
+    check_values(cfg)
     output = check_output(cfg)
     check_stream_options(cfg)
     model = load_classifier(cfg.ckpt_path)
