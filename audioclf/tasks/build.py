@@ -9,6 +9,7 @@ Objects that need no data (optimizer, scheduler, frontend) are built before any 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from audioclf.config import config_errors, model_sample_rate, to_dict
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.data.sources import SPLITS
 from audioclf.errors import UserError
+from audioclf.lit.callbacks import EpochLine, NonFiniteLoss
 from audioclf.lit.module import AudioClassifier
 from audioclf.lit.precision import CpuBf16Lstm, resolve_precision
 from audioclf.lit.resume import AtomicCheckpointIO, ResumeState
@@ -135,8 +137,12 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: 
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks.append(ResumeState())  # random states in checkpoints: exact resume (resume.py)
     callbacks.append(CpuBf16Lstm())  # bf16-mixed on CPU with LSTMs (precision.py)
+    callbacks.append(NonFiniteLoss())  # a NaN loss stops the run at its step
     extra.setdefault("plugins", [AtomicCheckpointIO()])  # a kill mid-save leaves no half file
     node = trainer_node(cfg)
+    if node.get("enable_progress_bar", True) and not sys.stderr.isatty():
+        node["enable_progress_bar"] = False  # a bar's redraws fill a log file: one line per epoch instead
+        callbacks.append(EpochLine())
     try:
         return instantiate(node, callbacks=callbacks, logger=loggers or False, **extra)
     except (TypeError, ValueError) as error:
