@@ -20,9 +20,9 @@ install: $(STAMP) ## Create .venv and install audioclf with its dev tools
 
 DEMO_DIR := logs/demo
 
-demo: $(STAMP) ## Train on the embedded synthetic dataset, evaluate the checkpoint, print the report
+demo: $(STAMP) ## Train on the embedded synthetic dataset, then evaluate the checkpoint: the test report, once
 	rm -rf $(DEMO_DIR)
-	$(BIN)/python train.py experiment=demo hydra.run.dir=$(DEMO_DIR)
+	$(BIN)/python train.py experiment=demo test=false hydra.run.dir=$(DEMO_DIR)
 	$(BIN)/python eval.py ckpt_path=$(DEMO_DIR)/checkpoints/last.ckpt hydra.run.dir=$(DEMO_DIR)/eval
 	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(DEMO_DIR)/tensorboard   (or: make tensorboard)"
 

@@ -9,8 +9,10 @@ per task, at the config edge (cli.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 
 # Lightning's own lines a user can do nothing about.
 NOISE_LINES = (
@@ -60,3 +62,16 @@ def reconcile() -> None:
             handler.addFilter(DropNoise())  # on the handler: a logger's filter misses its children's records
     for pattern in NOISE_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+
+
+@contextlib.contextmanager
+def lightning_setup_lines_hidden() -> Iterator[None]:
+    """Lightning's info lines about the machine (GPU/TPU available, AMP) hidden, for a second Trainer
+    in the same command whose lines the first one already printed, or one the user did not ask for."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

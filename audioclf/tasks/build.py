@@ -154,14 +154,15 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: 
 SPEED_KEYS = ("compile", "channels_last")
 
 
-def trainer_node(cfg: DictConfig) -> dict[str, Any]:
-    """`cfg.trainer` for Lightning: precision=auto resolved (one line says what it chose), our own keys left out."""
+def trainer_node(cfg: DictConfig, announce: bool = True) -> dict[str, Any]:
+    """`cfg.trainer` for Lightning: precision=auto resolved (with `announce`, one line says what it chose),
+    our own keys left out."""
     node = to_dict(cfg.trainer)
     for key in SPEED_KEYS:
         node.pop(key, None)
     with config_errors("trainer", node):
         precision, why = resolve_precision(node.get("precision", "32-true"), str(node.get("accelerator", "auto")))
-    if node.get("precision") == "auto":
+    if node.get("precision") == "auto" and announce:
         opt_out = "; opt out with trainer.precision=32-true" if precision != "32-true" else ""
         log.info(f"precision: {precision} (trainer.precision=auto: {why}){opt_out}")
     node["precision"] = precision

@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from audioclf.config import check_override_types, check_values, to_dict
+from audioclf.console import lightning_setup_lines_hidden
 from audioclf.data.clips import map_by_name
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.data.io import AUDIO_SUFFIXES, read_audio, resample
@@ -90,7 +91,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     check_override_types(cfg)
     check_values(cfg)
     model = load_classifier(cfg.ckpt_path)
-    L.seed_everything(cfg.seed)
+    L.seed_everything(cfg.seed, verbose=False)
     data = to_dict(cfg.get("data")) or dict(model.hparams.get("data") or {})
     if not data:
         raise UserError("the checkpoint does not say which data it was trained on: add data=<dataset>")
@@ -114,11 +115,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     collector = ProbabilityCollector()
     # the training precision (trainer.precision=auto: bf16-mixed on native-bf16 hardware), so a val split
     # scores as it did in training and the saved thresholds reproduce
-    precision = trainer_node(cfg)["precision"]
-    trainer = L.Trainer(accelerator=cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,
-                        precision=precision, enable_checkpointing=False, enable_model_summary=False,
-                        enable_progress_bar=sys.stderr.isatty(),  # no bar redraws in a log file
-                        callbacks=[collector, CpuBf16Lstm()])
+    precision = trainer_node(cfg, announce=False)["precision"]  # named in the report's heading
+    with lightning_setup_lines_hidden():
+        trainer = L.Trainer(accelerator=cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,
+                            precision=precision, enable_checkpointing=False, enable_model_summary=False,
+                            enable_progress_bar=sys.stderr.isatty(),  # no bar redraws in a log file
+                            callbacks=[collector, CpuBf16Lstm()])
     model.test_confusion.reset()
     results = trainer.test(model, dataloaders=loader, verbose=False)[0]
     probabilities, labels = collector.result()
@@ -136,7 +138,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics = {key.replace("test/", f"{split}/"): float(value) for key, value in results.items()}
     metrics |= detection_metrics(rows, split) | false_alarm_metrics(alarms) | stream_metrics(stream, split)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"\n{split} report for {cfg.ckpt_path} on {datamodule.source.name}:\n{report}")
+    print(f"\n{split} report for {cfg.ckpt_path} on {datamodule.source.name} ({precision}):\n{report}")
     print(f"\n{split} keyword detection (one-vs-rest; _silence_ and _unknown_ are negatives):\n{detection_text}")
     if alarms is not None:
         print(f"\n{false_alarms_text(alarms)}")
