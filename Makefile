@@ -33,7 +33,7 @@ test-slow: $(STAMP) ## Run only the slow tests (resume, DDP, export, every backb
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP) ## Check style with ruff
-	$(BIN)/ruff check audioclf tools tests train.py eval.py
+	$(BIN)/ruff check audioclf hydra_plugins tools tests train.py eval.py
 
 tensorboard: $(STAMP) ## Serve the TensorBoard logs under logs/
 	$(BIN)/tensorboard --logdir logs

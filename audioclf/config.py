@@ -20,6 +20,32 @@ from audioclf.schema import check_ranges
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package
 
 
+def user_conf_dir() -> Path | None:
+    """The user's own configs, searched ahead of the package's (hydra_plugins/audioclf_user_conf):
+    $AUDIOCLF_CONF, else conf/ in the working directory; None where that is no folder."""
+    folder = Path(os.environ.get("AUDIOCLF_CONF") or "conf").expanduser().resolve()
+    return folder if folder.is_dir() and folder != CONF_DIR else None
+
+
+def config_dirs() -> list[Path]:
+    """Where config files are found, first match first: the user's conf/, then the package's."""
+    return [folder for folder in (user_conf_dir(), CONF_DIR) if folder is not None]
+
+
+def config_file(group: str, option: str) -> Path | None:
+    """conf/<group>/<option>.yaml as Hydra finds it, or None."""
+    return next((path for folder in config_dirs() if (path := folder / group / f"{option}.yaml").is_file()), None)
+
+
+def is_group(name: str) -> bool:
+    return any((folder / name).is_dir() for folder in config_dirs())
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group `group` (a folder of conf/), from every config folder; [] if it is none."""
+    return sorted({path.stem for folder in config_dirs() for path in (folder / group).glob("*.yaml")})
+
+
 def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
     """Compose conf/<config_name>.yaml with command-line overrides, as a Hydra app would, without
     a run folder; an override that does not parse or compose is a one-line UserError."""
@@ -55,12 +81,12 @@ def check_override_types(cfg: DictConfig) -> None:
     """
     if not HydraConfig.initialized():
         return
-    primary = CONF_DIR / f"{HydraConfig.get().job.config_name}.yaml"
-    if primary.is_file():  # the task's own top-level keys: seed, test, top_k, ...
+    primary = config_file("", HydraConfig.get().job.config_name)
+    if primary is not None:  # the task's own top-level keys: seed, test, top_k, ...
         _compare(_defaults(primary.read_text()), cfg, "")
     for group, choice in HydraConfig.get().runtime.choices.items():
-        path = CONF_DIR / group / f"{choice}.yaml"
-        if group.startswith("hydra") or choice is None or not path.is_file():
+        path = config_file(group, choice) if choice is not None else None
+        if group.startswith("hydra") or path is None:
             continue
         text = path.read_text()
         defaults = _defaults(text)
@@ -192,13 +218,14 @@ def check_group_choices(argv: list[str]) -> None:
     check_override_syntax(argv)
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
-        folder = CONF_DIR / key
-        if not sep or "." in key or "/" in key or not folder.is_dir() or value in ("", "null"):
+        if not sep or "." in key or "/" in key or not is_group(key) or value in ("", "null"):
             continue
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        options = group_options(key)
+        user = user_conf_dir()
         for choice in value.split(","):
             if choice.strip() not in options:
-                raise UserError(f"{key}={choice} is not a config in audioclf/conf/{key}/: "
+                mine = f" or {user / key}/" if user is not None and (user / key).is_dir() else ""
+                raise UserError(f"{key}={choice} is not a config in audioclf/conf/{key}/{mine}: "
                                 f"choose one of {', '.join(options)}")
     check_group_keys(argv)
 
@@ -244,7 +271,7 @@ def _group_key(arg: str) -> tuple[str, str]:
     override of a key inside a config group (`+`/`~` overrides add or delete keys on purpose)."""
     name, sep, _ = arg.partition("=")
     group, dot, key = name.partition(".")
-    if not sep or not dot or arg.startswith(("+", "~", "-")) or group == "hydra" or not (CONF_DIR / group).is_dir():
+    if not sep or not dot or arg.startswith(("+", "~", "-")) or group == "hydra" or not is_group(group):
         return "", ""
     return group, key.split(".")[0]
 
@@ -256,7 +283,8 @@ def _group_node(config: DictConfig, group: str) -> DictConfig:
 
 
 def _missing_key_fix(group: str, key: str) -> str:
-    having = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if key in _group_node(OmegaConf.load(p), group))
+    having = [option for option in group_options(group)
+              if key in _group_node(OmegaConf.load(config_file(group, option)), group)]
     if group == "features":
         return f"pick features={' or '.join(having)} for {key}" if having else "use one of those"
     if having:

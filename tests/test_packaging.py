@@ -49,6 +49,7 @@ def test_the_wheel_installs_and_trains_from_any_directory(tmp_path):
     wheel = next(wheels.glob("audioclf-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "audioclf/conf/train.yaml" in names and "audioclf/conf/model/bcresnet.yaml" in names
+    assert "hydra_plugins/audioclf_user_conf/__init__.py" in names  # the user's conf/ on Hydra's search path
     assert not any(name.startswith(("tools/", "tests/", "experiments/")) for name in names)
 
     venv = tmp_path / "venv"
