@@ -523,3 +523,14 @@ def test_cli_eval_rejects_a_clip_format_the_checkpoint_does_not_have(checkpoint,
 def test_cli_eval_on_data_with_no_class_in_common(checkpoint, tmp_path):
     one_line_error(audioclf(tmp_path, "eval", f"ckpt_path={checkpoint}", "data=synthetic", "map_classes=true"),
                    "data=synthetic has classes ['ai', ")
+
+
+def test_predict_says_when_an_input_is_cut_to_the_checkpoints_clip_length(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "inputs"
+    long, short = write_wav(folder / "long.wav", tone(RATE, seconds=3.0), RATE), make("float", folder)
+    predict.run(compose_config(tmp_path, [f"ckpt_path={checkpoint}", f"inputs={folder}"], config_name="predict"))
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"note: 1 of 2 inputs are longer than the checkpoint's 1 s clips (the first: {long}): the middle 1 s of "
+        "each is classified; stream=true scans a long recording"]
+    predict.run(compose_config(tmp_path, [f"ckpt_path={checkpoint}", f"inputs={short}"], config_name="predict"))
+    assert capsys.readouterr().err == ""
