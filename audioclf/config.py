@@ -311,16 +311,17 @@ def check_run_folder(config_name: str, argv: list[str]) -> None:
         folder = Path(str(OmegaConf.select(cfg, key))).expanduser()
     except Exception:  # noqa: BLE001
         return
-    check_writable_folder(folder, "the run folder")
+    check_creatable(folder)
 
 
-def check_writable_folder(folder: Path, what: str) -> None:
+def check_creatable(folder: Path) -> None:
+    """The nearest existing parent of the run folder is a folder this process can write in."""
     existing = next(path for path in (folder, *folder.parents) if path.exists())
     fix = "give paths.log_dir=<a folder you can write> (or hydra.run.dir=)"
     if not existing.is_dir():
-        raise UserError(f"{what} {folder} cannot be created: {existing} is a file, not a folder: {fix}")
+        raise UserError(f"the run folder {folder} cannot be created: {existing} is a file, not a folder: {fix}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {folder} cannot be created: {existing} is not writable: {fix}")
+        raise UserError(f"the run folder {folder} cannot be created: {existing} is not writable: {fix}")
 
 
 def compose_train(overrides: list[str]) -> DictConfig:

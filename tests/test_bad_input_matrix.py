@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import zipfile
@@ -14,7 +15,7 @@ import soundfile as sf
 import torch
 
 from audioclf.audio.frontends import build_frontend
-from audioclf.config import CONF_DIR, check_group_choices, check_values
+from audioclf.config import CONF_DIR, check_group_choices, check_run_folder, check_values
 from audioclf.data.io import read_audio
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import load_classifier
@@ -534,3 +535,11 @@ def test_predict_says_when_an_input_is_cut_to_the_checkpoints_clip_length(checkp
         "each is classified; stream=true scans a long recording"]
     predict.run(compose_config(tmp_path, [f"ckpt_path={checkpoint}", f"inputs={short}"], config_name="predict"))
     assert capsys.readouterr().err == ""
+
+
+def test_a_run_folder_in_a_folder_without_write_permission(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as a non-root user would see it
+    with pytest.raises(UserError, match=f"^the run folder {tmp_path}/a/run cannot be created: {tmp_path} is not "
+                                        "writable: give paths.log_dir="):
+        check_run_folder("train", [f"hydra.run.dir={tmp_path / 'a' / 'run'}", "data=synthetic"])
+    check_run_folder("train", [f"hydra.run.dir={tmp_path / 'a' / 'run'}", "--cfg", "job"])  # creates no folder
