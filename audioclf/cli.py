@@ -114,6 +114,7 @@ def search(argv: list[str] | None = None) -> None:
         print(task.__doc__)
         return
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    reconcile()  # each trial's Trainer: Lightning's lines once, through the handler above
     task.run(overrides)
 
 
