@@ -126,15 +126,9 @@ SCHEMA: tuple[tuple[str, Range], ...] = (
     ("augment.mixup_alpha", NON_NEGATIVE),
     ("augment.stream_cut_visible", Range(low=0, high=1, open_high=True)),
     ("augment.spec_augment.*", COUNT_OR_NONE),
-    # eval and predict
+    # predict (eval's and predict's stream settings have their own checks, with examples: check_stream_settings)
     ("batch_size", COUNT),
     ("top_k", COUNT),
-    ("stream_hop", POSITIVE),
-    ("smooth", COUNT),
-    ("min_windows", COUNT),
-    ("refractory_s", NON_NEGATIVE),
-    ("collar", NON_NEGATIVE),
-    ("threshold", SHARE),
 )
 
 

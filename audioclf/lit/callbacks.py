@@ -25,6 +25,8 @@ class EpochLine(L.Callback):
         self.started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # DDP: one line per epoch, from rank 0
+            return
         metrics = trainer.callback_metrics
         shown = ", ".join(f"{key.removesuffix('_epoch')} {float(metrics[key]):.4f}"
                           for key in self.SHOWN if key in metrics)
