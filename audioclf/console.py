@@ -66,8 +66,8 @@ def reconcile() -> None:
 
 @contextlib.contextmanager
 def lightning_setup_lines_hidden() -> Iterator[None]:
-    """Lightning's info lines about the machine (GPU/TPU available, AMP) hidden, for a second Trainer
-    in the same command whose lines the first one already printed, or one the user did not ask for."""
+    """Lightning's info lines about the machine (GPU/TPU available, AMP) hidden while a Trainer that
+    only scores is built (eval: its report names the precision; train printed the rest)."""
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     level = logger.level
     logger.setLevel(logging.WARNING)
