@@ -20,9 +20,9 @@ install: $(STAMP) ## Create .venv and install audioclf with its dev tools
 
 DEMO_DIR := logs/demo
 
-demo: $(STAMP) ## Train on the embedded synthetic dataset, evaluate the checkpoint, print the report
+demo: $(STAMP) ## Train on the embedded synthetic dataset, then evaluate the checkpoint: the test report, once
 	rm -rf $(DEMO_DIR)
-	$(BIN)/python train.py experiment=demo hydra.run.dir=$(DEMO_DIR)
+	$(BIN)/python train.py experiment=demo test=false hydra.run.dir=$(DEMO_DIR)
 	$(BIN)/python eval.py ckpt_path=$(DEMO_DIR)/checkpoints/last.ckpt hydra.run.dir=$(DEMO_DIR)/eval
 	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(DEMO_DIR)/tensorboard   (or: make tensorboard)"
 
@@ -33,7 +33,7 @@ test-slow: $(STAMP) ## Run only the slow tests (resume, DDP, export, every backb
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP) ## Check style with ruff
-	$(BIN)/ruff check audioclf tools tests train.py eval.py
+	$(BIN)/ruff check audioclf hydra_plugins tools tests train.py eval.py
 
 tensorboard: $(STAMP) ## Serve the TensorBoard logs under logs/
 	$(BIN)/tensorboard --logdir logs

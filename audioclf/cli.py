@@ -26,14 +26,24 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from audioclf.config import check_group_choices, check_override_types, compose_config, compose_train
+from audioclf.config import (
+    check_group_choices,
+    check_override_types,
+    check_run_folder,
+    compose_config,
+    compose_train,
+)
+from audioclf.console import reconcile
 from audioclf.errors import UserError, exit_on_user_error, exit_with
 
 
-def precheck_arguments(argv: list[str] | None = None) -> None:
-    """Catch a mistyped config-group option before Hydra starts (Hydra's message spans a screen)."""
+def precheck_arguments(config_name: str, argv: list[str] | None = None) -> None:
+    """Catch a mistyped config-group option (Hydra's message spans a screen) and a run folder that
+    cannot be created (Hydra's is a traceback) before Hydra starts."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        check_group_choices(sys.argv[1:] if argv is None else argv)
+        check_group_choices(argv)
+        check_run_folder(config_name, argv)
     except UserError as error:
         exit_with(error)
 
@@ -42,9 +52,10 @@ def _run_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:
     @hydra.main(version_base="1.3", config_path="conf", config_name=config_name)
     @exit_on_user_error
     def app(cfg: DictConfig) -> Any:
+        reconcile()  # after Hydra has configured logging: one handler, one format
         return task(cfg)
 
-    precheck_arguments()
+    precheck_arguments(config_name)
     app()
 
 
@@ -103,6 +114,7 @@ def search(argv: list[str] | None = None) -> None:
         print(task.__doc__)
         return
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    reconcile()  # each trial's Trainer: Lightning's lines once, through the handler above
     task.run(overrides)
 
 

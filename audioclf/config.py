@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,35 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from audioclf.errors import UserError
+from audioclf.schema import check_ranges
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package
+
+
+def user_conf_dir() -> Path | None:
+    """The user's own configs, searched ahead of the package's (hydra_plugins/audioclf_user_conf):
+    $AUDIOCLF_CONF, else conf/ in the working directory; None where that is no folder."""
+    folder = Path(os.environ.get("AUDIOCLF_CONF") or "conf").expanduser().resolve()
+    return folder if folder.is_dir() and folder != CONF_DIR else None
+
+
+def config_dirs() -> list[Path]:
+    """Where config files are found, first match first: the user's conf/, then the package's."""
+    return [folder for folder in (user_conf_dir(), CONF_DIR) if folder is not None]
+
+
+def config_file(group: str, option: str) -> Path | None:
+    """conf/<group>/<option>.yaml as Hydra finds it, or None."""
+    return next((path for folder in config_dirs() if (path := folder / group / f"{option}.yaml").is_file()), None)
+
+
+def is_group(name: str) -> bool:
+    return any((folder / name).is_dir() for folder in config_dirs())
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group `group` (a folder of conf/), from every config folder; [] if it is none."""
+    return sorted({path.stem for folder in config_dirs() for path in (folder / group).glob("*.yaml")})
 
 
 def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
@@ -53,27 +81,41 @@ def check_override_types(cfg: DictConfig) -> None:
     """
     if not HydraConfig.initialized():
         return
+    primary = config_file("", HydraConfig.get().job.config_name)
+    if primary is not None:  # the task's own top-level keys: seed, test, top_k, ...
+        _compare(_defaults(primary.read_text()), cfg, "")
     for group, choice in HydraConfig.get().runtime.choices.items():
-        path = CONF_DIR / group / f"{choice}.yaml"
-        if group.startswith("hydra") or choice is None or not path.is_file():
+        path = config_file(group, choice) if choice is not None else None
+        if group.startswith("hydra") or path is None:
             continue
         text = path.read_text()
-        defaults = OmegaConf.to_container(OmegaConf.create(text), resolve=False) or {}
-        defaults.pop("defaults", None)
+        defaults = _defaults(text)
         if "@package _global_" in text:
             _compare(defaults, cfg, "")
         elif group in cfg:
             _compare(defaults, cfg[group], f"{group}.")
 
 
+def _defaults(text: str) -> dict:
+    """A config file's own values: its defaults list and Hydra's node left out."""
+    values = OmegaConf.to_container(OmegaConf.create(text), resolve=False) or {}
+    values.pop("defaults", None)
+    values.pop("hydra", None)
+    return values
+
+
 def _compare(defaults: dict, actual: Any, prefix: str) -> None:
     if not isinstance(actual, DictConfig):
         return
     for key, default in defaults.items():
-        if key not in actual or OmegaConf.is_interpolation(actual, key):
+        if key not in actual or OmegaConf.is_interpolation(actual, key) or OmegaConf.is_missing(actual, key):
             continue
         value = actual[key]
         name = f"{prefix}{key}"
+        if isinstance(default, dict) and default and value is not None and not isinstance(value, DictConfig):
+            first = next(iter(default))
+            raise UserError(f"{name}={value!r} has the wrong type: {name} is a group of keys ({', '.join(default)}), "
+                            f"set one of them, e.g. {name}.{first}={_show(default[first])}")
         if isinstance(default, dict):
             _compare(default, value, f"{name}.")
         elif not _same_kind(default, value):
@@ -109,14 +151,9 @@ def _show(default: Any) -> str:
 
 
 def check_values(cfg: DictConfig) -> None:
-    """Values of the right type that cannot work (a negative learning rate, an empty batch,
-    a GPU trainer without a GPU), named before any data is decoded."""
-    lr = _number(cfg, "optim.lr")
-    if lr is not None and lr <= 0:
-        raise UserError(f"optim.lr={lr} must be positive, e.g. optim.lr=0.001")
-    batch_size = _number(cfg, "data.batch_size")
-    if batch_size is not None and batch_size < 1:
-        raise UserError(f"data.batch_size={batch_size} must be at least 1, e.g. data.batch_size=64")
+    """Values of the right type that cannot work (a negative learning rate, an empty batch, a zero
+    window, a GPU trainer without a GPU), named before any data is decoded."""
+    check_ranges(cfg)  # every numeric setting against its declared range (schema.py)
     check_epochs(cfg)
     check_accelerator(cfg)
 
@@ -129,8 +166,10 @@ def _number(cfg: DictConfig, key: str) -> float | None:
 def check_epochs(cfg: DictConfig) -> None:
     """At least one epoch, or -1 (Lightning: no limit) where no schedule needs the run's length."""
     epochs = _number(cfg, "trainer.max_epochs")
-    if epochs is None or epochs >= 1:
+    if epochs is None or (epochs >= 1 and float(epochs).is_integer()):
         return
+    if not float(epochs).is_integer():
+        raise UserError(f"trainer.max_epochs={epochs} must be a whole number of epochs, e.g. trainer.max_epochs=20")
     if epochs != -1:
         raise UserError(f"trainer.max_epochs={epochs} must be at least 1 (or -1 for no limit), "
                         "e.g. trainer.max_epochs=20")
@@ -179,13 +218,14 @@ def check_group_choices(argv: list[str]) -> None:
     check_override_syntax(argv)
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
-        folder = CONF_DIR / key
-        if not sep or "." in key or "/" in key or not folder.is_dir() or value in ("", "null"):
+        if not sep or "." in key or "/" in key or not is_group(key) or value in ("", "null"):
             continue
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        options = group_options(key)
+        user = user_conf_dir()
         for choice in value.split(","):
             if choice.strip() not in options:
-                raise UserError(f"{key}={choice} is not a config in audioclf/conf/{key}/: "
+                mine = f" or {user / key}/" if user is not None and (user / key).is_dir() else ""
+                raise UserError(f"{key}={choice} is not a config in audioclf/conf/{key}/{mine}: "
                                 f"choose one of {', '.join(options)}")
     check_group_keys(argv)
 
@@ -231,7 +271,7 @@ def _group_key(arg: str) -> tuple[str, str]:
     override of a key inside a config group (`+`/`~` overrides add or delete keys on purpose)."""
     name, sep, _ = arg.partition("=")
     group, dot, key = name.partition(".")
-    if not sep or not dot or arg.startswith(("+", "~", "-")) or group == "hydra" or not (CONF_DIR / group).is_dir():
+    if not sep or not dot or arg.startswith(("+", "~", "-")) or group == "hydra" or not is_group(group):
         return "", ""
     return group, key.split(".")[0]
 
@@ -243,7 +283,8 @@ def _group_node(config: DictConfig, group: str) -> DictConfig:
 
 
 def _missing_key_fix(group: str, key: str) -> str:
-    having = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if key in _group_node(OmegaConf.load(p), group))
+    having = [option for option in group_options(group)
+              if key in _group_node(OmegaConf.load(config_file(group, option)), group)]
     if group == "features":
         return f"pick features={' or '.join(having)} for {key}" if having else "use one of those"
     if having:
@@ -251,11 +292,48 @@ def _missing_key_fix(group: str, key: str) -> str:
     return f"check the spelling, or add the key with +{group}.{key}=<value>"
 
 
+# arguments with which a Hydra app prints or completes and creates no run folder
+NO_RUN_FOLDER = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+
+
+def check_run_folder(config_name: str, argv: list[str]) -> None:
+    """The folder Hydra is about to create for the run (hydra.run.dir; hydra.sweep.dir with -m): its
+    nearest existing parent must be a folder this process can write in. Runs before Hydra, which
+    would create it and report the failure as a traceback."""
+    if any(arg.split("=")[0] in NO_RUN_FOLDER for arg in argv):
+        return
+    parser = OverridesParser.create()
+    try:  # a sweep's values do not change the folder; a bad override is reported by Hydra
+        fixed = [arg for arg in argv if "=" in arg and not arg.startswith("-")
+                 and not parser.parse_override(arg).is_sweep_override()]
+        cfg = compose_config_with_hydra(config_name, fixed)
+        key = "hydra.sweep.dir" if any(arg in ("-m", "--multirun") for arg in argv) else "hydra.run.dir"
+        folder = Path(str(OmegaConf.select(cfg, key))).expanduser()
+    except Exception:  # noqa: BLE001
+        return
+    check_creatable(folder)
+
+
+def check_creatable(folder: Path) -> None:
+    """The nearest existing parent of the run folder is a folder this process can write in."""
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    fix = "give paths.log_dir=<a folder you can write> (or hydra.run.dir=)"
+    if not existing.is_dir():
+        raise UserError(f"the run folder {folder} cannot be created: {existing} is a file, not a folder: {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"the run folder {folder} cannot be created: {existing} is not writable: {fix}")
+
+
 def compose_train(overrides: list[str]) -> DictConfig:
     """train.py's config with `overrides`, and Hydra's own node (`hydra.runtime.choices`), no run folder."""
+    return compose_config_with_hydra("train", overrides)
+
+
+def compose_config_with_hydra(config_name: str, overrides: list[str]) -> DictConfig:
+    """conf/<config_name>.yaml with `overrides` and Hydra's own node, no run folder."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=overrides, return_hydra_config=True)
+        return compose(config_name, overrides=overrides, return_hydra_config=True)

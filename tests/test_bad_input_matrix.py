@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import zipfile
@@ -14,7 +15,7 @@ import soundfile as sf
 import torch
 
 from audioclf.audio.frontends import build_frontend
-from audioclf.config import check_group_choices, check_values
+from audioclf.config import CONF_DIR, check_group_choices, check_run_folder, check_values
 from audioclf.data.io import read_audio
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import load_classifier
@@ -208,17 +209,52 @@ NO_DATA = ["data=speech_commands", "data.download=false", "data.root=/no/such/da
 
 
 @pytest.mark.parametrize("override, message", [
-    ("optim.lr=-1", "optim.lr=-1 must be positive, e.g. optim.lr=0.001"),
-    ("optim.lr=0", "optim.lr=0 must be positive"),
-    ("data.batch_size=0", "data.batch_size=0 must be at least 1, e.g. data.batch_size=64"),
+    ("optim.lr=-1", "optim.lr=-1 is out of range: give a number > 0"),
+    ("optim.lr=0", "optim.lr=0 is out of range: give a number > 0"),
+    ("data.batch_size=0", "data.batch_size=0 is out of range: give a whole number >= 1"),
+    ("data.eval_batch_size=-8", "data.eval_batch_size=-8 is out of range: give a whole number >= 1"),
+    ("data.clip_seconds=0", "data.clip_seconds=0 is out of range: give a number > 0"),
+    ("data.sample_rate=0", "data.sample_rate=0 is out of range: give a whole number >= 1"),
+    ("features.hop_ms=0", "features.hop_ms=0 is out of range: give a number > 0"),
+    ("features.win_ms=-30", "features.win_ms=-30 is out of range: give a number > 0"),
+    ("features.n_fft=100.5", "features.n_fft=100.5 is out of range: give a whole number >= 1"),
+    ("model.resize=0", "model.resize=0 is out of range: give a whole number >= 1"),
+    ("model.dropout_conv=1", "model.dropout_conv=1 is out of range: give a number in [0, 1)"),
+    ("loss.label_smoothing=-0.1", "loss.label_smoothing=-0.1 is out of range: give a number in [0, 1)"),
+    ("seed=-3", "seed=-3 is out of range: give a whole number in [0, 4294967295]"),
     ("trainer.max_epochs=-5", "trainer.max_epochs=-5 must be at least 1 (or -1 for no limit)"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0 must be at least 1"),
+    ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5 must be a whole number of epochs"),
     ("trainer.max_epochs=-1", "trainer.max_epochs=-1 (no limit) leaves the learning-rate schedule no length"),
 ])
 def test_values_that_cannot_work_are_named_before_the_data_is_read(override, message, tmp_path):
     with pytest.raises(UserError) as error:
         train.run(compose_config(tmp_path, [*NO_DATA, override]))
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model=phase2d", "model.channels=[16,0,64,128]"],
+     "model.channels=[16,0,64,128] is out of range: give a list of numbers, each a whole number >= 1"),
+    (["model=gru", "model.hidden=0"], "model.hidden=0 is out of range"),
+    (["features=logmel", "features.n_mels=0"], "features.n_mels=0 is out of range"),
+    (["augment=strong", "augment.speed=[0,1.1]"], "augment.speed=[0,1.1] is out of range"),
+    (["augment.noise_prob=1.5"], "augment.noise_prob=1.5 is out of range: give a number in [0, 1]"),
+    (["seed=abc"], "seed='abc' has the wrong type: expected a number, e.g. seed=42"),
+    (["test=maybe"], "test='maybe' has the wrong type: expected true or false, e.g. test=true"),
+    (["loss=0.1"], "loss=0.1 has the wrong type: loss is a group of keys (label_smoothing)"),
+])
+def test_sizes_and_top_level_types_are_checked_at_the_config_edge(overrides, message, tmp_path):
+    with pytest.raises(UserError) as error:
+        train.run(compose_config(tmp_path, [*NO_DATA, *overrides]))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_every_shipped_config_is_within_the_declared_ranges(tmp_path):
+    """The schema admits every option and recipe the package ships, so it rejects only user values."""
+    for group in ("model", "features", "augment", "optim", "scheduler", "callbacks", "data", "experiment"):
+        for path in sorted((CONF_DIR / group).glob("*.yaml")):
+            check_values(compose_config(tmp_path, [f"{group}={path.stem}"]))
 
 
 def test_no_epoch_limit_is_allowed_without_a_schedule(tmp_path):
@@ -385,3 +421,125 @@ def test_cli_predict_over_a_folder(mixed_folder, checkpoint, tmp_path):
     result = audioclf(tmp_path, "predict", f"ckpt_path={checkpoint}", f"inputs={mixed_folder}", f"output={output}")
     assert result.returncode == 0 and "Traceback" not in result.stderr
     assert "7 files skipped, 3 classified" in result.stderr and len(output.read_text().splitlines()) == 4
+
+
+# Issue 31's classes of failure, each through the CLI: one line naming the thing and the fix.
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["features.hop_ms=0"], "features.hop_ms=0 is out of range: give a number > 0"),
+    (["model=gru", "model.hidden=0"], "model.hidden=0 is out of range: give a whole number >= 1"),
+    (["data.clip_seconds=-1"], "data.clip_seconds=-1 is out of range: give a number > 0"),
+    (["seed=abc"], "seed='abc' has the wrong type: expected a number"),
+    (["test=maybe"], "test='maybe' has the wrong type: expected true or false"),
+])
+def test_cli_degenerate_or_mistyped_settings(args, phrase, tmp_path):
+    one_line_error(audioclf(tmp_path, "train", *SMALL_SYNTHETIC, *args), phrase)
+
+
+def test_cli_predict_settings_are_checked(checkpoint, tmp_path):
+    one_line_error(audioclf(tmp_path, "predict", f"ckpt_path={checkpoint}", f"inputs={make('float', tmp_path)}",
+                            "top_k=0"), "top_k=0 is out of range: give a whole number >= 1")
+
+
+@pytest.mark.parametrize("task", ["train", "eval"])
+def test_cli_a_run_folder_that_cannot_be_created(task, checkpoint, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    args = ["data=synthetic"] if task == "train" else [f"ckpt_path={checkpoint}"]
+    result = subprocess.run([sys.executable, "-m", "audioclf", task, *args, f"paths.log_dir={blocker}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    one_line_error(result, f"the run folder {blocker}/runs/{task}/")
+    assert f"cannot be created: {blocker} is a file, not a folder: give paths.log_dir=" in result.stderr
+
+
+def test_cli_a_nan_loss_stops_the_run_at_its_step_and_keeps_the_checkpoint_before(tmp_path):
+    # one step per epoch; lr 1e30: the first step is finite and throws the weights to ~1e30, the next overflows
+    result = audioclf(tmp_path, "train", *SMALL_SYNTHETIC, "data.batch_size=64", "optim.lr=1e30",
+                      "trainer.max_epochs=4")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    one_line_error(result, "train/loss is nan at step 1 (epoch 1, lr ")
+    assert "lower optim.lr or set trainer.gradient_clip_val=1.0" in result.stderr
+    assert f"last checkpoint: {last}" in result.stderr
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    assert checkpoint["epoch"] == 0 and checkpoint["global_step"] == 1
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+DISK_FULL_AFTER_TWO_SAVES = """
+import errno, sys, torch
+from audioclf import cli
+real_save, saves = torch.save, []
+def save(obj, stream, *args, **kwargs):
+    saves.append(stream)
+    if len(saves) <= 2:  # epoch 0: epoch_000.ckpt and last.ckpt
+        return real_save(obj, stream, *args, **kwargs)
+    stream.write(b"half a checkpoint")
+    raise OSError(errno.ENOSPC, "No space left on device")
+torch.save = save
+sys.argv = ["audioclf-train", *sys.argv[1:]]
+cli.train()
+"""
+
+
+def test_cli_disk_full_while_saving_leaves_the_last_checkpoint_whole(tmp_path):
+    paths = [f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    result = subprocess.run([sys.executable, "-c", DISK_FULL_AFTER_TWO_SAVES, *SMALL_SYNTHETIC,
+                             "trainer.max_epochs=3", *paths], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    folder = tmp_path / "run" / "checkpoints"
+    one_line_error(result, f"cannot write the checkpoint {folder}/")
+    assert "(No space left on device)" in result.stderr
+    assert "free space on that disk or give paths.log_dir=" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch_000.ckpt", "last.ckpt"]  # no temporary file left
+    assert torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 0
+
+
+@pytest.fixture
+def other_words(tmp_path) -> Path:
+    """A folder dataset sharing two classes with the checkpoint's w0..w7, in another order, and one of its own."""
+    for name in ("w1", "zz", "w0"):
+        for index in range(10):
+            write_wav(tmp_path / "words" / name / f"{index}.wav", tone(RATE), RATE)
+    return tmp_path / "words"
+
+
+def test_cli_eval_on_data_with_other_classes_names_both_lists(other_words, checkpoint, tmp_path):
+    args = [f"ckpt_path={checkpoint}", "data=folder", f"data.root={other_words}", "false_alarms=false"]
+    one_line_error(audioclf(tmp_path, "eval", *args),
+                   "data=folder has classes ['w0', 'w1', 'zz'], the checkpoint ['w0', 'w1', 'w2', 'w3', 'w4', 'w5', "
+                   "'w6', 'w7']: evaluate on data with the same classes in the same order, or add map_classes=true "
+                   "to score the 2 classes both have, matched by name")
+    mapped = audioclf(tmp_path, "eval", *args, "map_classes=true")
+    assert mapped.returncode == 0, mapped.stderr[-2000:]
+    assert "map_classes=true: scoring the 2 classes the data and the checkpoint share" in mapped.stdout
+    report = (tmp_path / "run" / "test_report.csv").read_text()
+    assert ",zz," not in report and "w7" in report
+
+
+def test_cli_eval_rejects_a_clip_format_the_checkpoint_does_not_have(checkpoint, tmp_path):
+    one_line_error(audioclf(tmp_path, "eval", f"ckpt_path={checkpoint}", "data=synthetic", "data.clip_seconds=2"),
+                   "data.clip_seconds=2 differs from the checkpoint's 1 s: ")
+
+
+def test_cli_eval_on_data_with_no_class_in_common(checkpoint, tmp_path):
+    one_line_error(audioclf(tmp_path, "eval", f"ckpt_path={checkpoint}", "data=synthetic", "map_classes=true"),
+                   "data=synthetic has classes ['ai', ")
+
+
+def test_predict_says_when_an_input_is_cut_to_the_checkpoints_clip_length(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "inputs"
+    long, short = write_wav(folder / "long.wav", tone(RATE, seconds=3.0), RATE), make("float", folder)
+    predict.run(compose_config(tmp_path, [f"ckpt_path={checkpoint}", f"inputs={folder}"], config_name="predict"))
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"note: 1 of 2 inputs are longer than the checkpoint's 1 s clips (the first: {long}): the middle 1 s of "
+        "each is classified; stream=true scans a long recording"]
+    predict.run(compose_config(tmp_path, [f"ckpt_path={checkpoint}", f"inputs={short}"], config_name="predict"))
+    assert capsys.readouterr().err == ""
+
+
+def test_a_run_folder_in_a_folder_without_write_permission(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as a non-root user would see it
+    with pytest.raises(UserError, match=f"^the run folder {tmp_path}/a/run cannot be created: {tmp_path} is not "
+                                        "writable: give paths.log_dir="):
+        check_run_folder("train", [f"hydra.run.dir={tmp_path / 'a' / 'run'}", "data=synthetic"])
+    check_run_folder("train", [f"hydra.run.dir={tmp_path / 'a' / 'run'}", "--cfg", "job"])  # creates no folder

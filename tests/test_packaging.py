@@ -39,14 +39,17 @@ def test_torch_and_torchaudio_are_pinned_as_a_pair():
 def test_the_wheel_installs_and_trains_from_any_directory(tmp_path):
     """`pip install .` (not editable): the wheel holds the configs; audioclf-train runs outside the repo.
 
-    The new venv borrows this venv's site-packages for the heavy dependencies (torch, lightning)
-    through a .pth file, so no network is needed; audioclf itself comes only from the wheel."""
+    The wheel is built with this venv's setuptools (no build isolation, which would fetch one), and the
+    new venv borrows this venv's site-packages for the heavy dependencies (torch, lightning) through a
+    .pth file; --no-index makes either step fail rather than reach the network. audioclf itself comes
+    only from the wheel."""
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
                     "-w", str(wheels), str(ROOT)], check=True, timeout=300)
     wheel = next(wheels.glob("audioclf-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "audioclf/conf/train.yaml" in names and "audioclf/conf/model/bcresnet.yaml" in names
+    assert "hydra_plugins/audioclf_user_conf/__init__.py" in names  # the user's conf/ on Hydra's search path
     assert not any(name.startswith(("tools/", "tests/", "experiments/")) for name in names)
 
     venv = tmp_path / "venv"
@@ -54,7 +57,7 @@ def test_the_wheel_installs_and_trains_from_any_directory(tmp_path):
     target = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     (target / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-                    "--no-deps", "-q", str(wheel)], check=True, timeout=300)
+                    "--no-deps", "--no-index", "-q", str(wheel)], check=True, timeout=300)
 
     work = tmp_path / "elsewhere"
     work.mkdir()

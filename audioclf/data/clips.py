@@ -43,6 +43,14 @@ class ClipBank:
         return len(self.labels)
 
 
+def map_by_name(bank: ClipBank, names: list[str], to_names: list[str]) -> ClipBank:
+    """The clips of the classes `to_names` also has, labelled by their index in `to_names`."""
+    index = np.array([to_names.index(name) if name in to_names else -1 for name in names])
+    labels = index[np.asarray(bank.labels)]
+    keep = labels >= 0
+    return ClipBank(np.asarray(bank.waves)[keep], labels[keep], bank.sample_rate)
+
+
 def load_or_build(
     source: Source,
     split: str,
@@ -114,7 +122,8 @@ def decode(source, clips, sample_rate, num_samples, skip_bad_files, workers):
     with ThreadPoolExecutor(workers) as pool:
         results = pool.map(load, clips)
         progress = tqdm(
-            results, total=len(clips), desc=f"decoding {source.name}", unit="clip", leave=False
+            results, total=len(clips), desc=f"decoding {source.name}", unit="clip", leave=False,
+            disable=None,  # no bar in a log file (not a terminal)
         )
         for i, (clip, result) in enumerate(progress):
             if isinstance(result, str):

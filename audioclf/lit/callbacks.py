@@ -2,11 +2,55 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
+
+from audioclf.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+class EpochLine(L.Callback):
+    """One line per epoch with its metrics, where a progress bar would fill a log file with redraws."""
+
+    SHOWN = ("train/loss_epoch", "val/loss", "val/acc", "val/f1_macro")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # DDP: one line per epoch, from rank 0
+            return
+        metrics = trainer.callback_metrics
+        shown = ", ".join(f"{key.removesuffix('_epoch')} {float(metrics[key]):.4f}"
+                          for key in self.SHOWN if key in metrics)
+        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        log.info(f"epoch {trainer.current_epoch + 1}{total}: {shown} ({time.perf_counter() - self.started:.1f} s)")
+
+
+class NonFiniteLoss(L.Callback):
+    """Stop at the first training step whose loss is NaN or infinite, before its backward pass, so no
+    update is made from it and the last checkpoint (written before it) holds finite weights."""
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        if torch.isfinite(loss).all():
+            return
+        optimizer = trainer.optimizers[0] if trainer.optimizers else None
+        lr = optimizer.param_groups[0]["lr"] if optimizer is not None else float("nan")
+        precision = str(trainer.precision)
+        fix = "lower optim.lr or set trainer.gradient_clip_val=1.0"
+        if not precision.startswith("32"):
+            fix += ", or train in trainer.precision=32-true"
+        kept = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none was written yet"
+        raise UserError(f"train/loss is {float(loss.detach().float().max())} at step {trainer.global_step} "
+                        f"(epoch {trainer.current_epoch}, lr {lr:.3g}, precision {precision}): the run stopped "
+                        f"there: {fix}; last checkpoint: {kept}")
 
 
 class AugmentPreview(L.Callback):

@@ -37,6 +37,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint as _ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from audioclf.data.sampling import ResumableDataLoader
+from audioclf.errors import UserError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -48,8 +49,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not _is_local_file_protocol(str(path)):
             return super().save_checkpoint(checkpoint, path, storage_options)
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        except OSError as error:
+            raise unwritable(target, error) from None
         umask = os.umask(0)
         os.umask(umask)
         try:
@@ -59,9 +63,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(temporary, target)
-        except BaseException:
+        except BaseException as error:
             Path(temporary).unlink(missing_ok=True)
+            if isinstance(error, OSError):
+                raise unwritable(target, error) from None
             raise
+
+
+def unwritable(target: Path, error: OSError) -> UserError:
+    """A checkpoint that could not be written (disk full, no permission): nothing half-written is left,
+    and a file of that name from before (last.ckpt) is untouched."""
+    reason = error.strerror or str(error)
+    kept = f"; the {target.name} from before is kept" if target.exists() else ""
+    return UserError(f"cannot write the checkpoint {target} ({reason}){kept}: free space on that disk or "
+                     "give paths.log_dir=<a folder you can write>")
 
 
 class ModelCheckpoint(_ModelCheckpoint):

@@ -9,6 +9,7 @@ Objects that need no data (optimizer, scheduler, frontend) are built before any 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from audioclf.config import config_errors, model_sample_rate, to_dict
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.data.sources import SPLITS
 from audioclf.errors import UserError
+from audioclf.lit.callbacks import EpochLine, NonFiniteLoss
 from audioclf.lit.module import AudioClassifier
 from audioclf.lit.precision import CpuBf16Lstm, resolve_precision
 from audioclf.lit.resume import AtomicCheckpointIO, ResumeState
@@ -150,8 +152,12 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: 
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks.append(ResumeState())  # random states in checkpoints: exact resume (resume.py)
     callbacks.append(CpuBf16Lstm())  # bf16-mixed on CPU with LSTMs (precision.py)
+    callbacks.append(NonFiniteLoss())  # a NaN loss stops the run at its step
     extra.setdefault("plugins", [AtomicCheckpointIO()])  # a kill mid-save leaves no half file
     node = trainer_node(cfg)
+    if node.get("enable_progress_bar", True) and not sys.stderr.isatty():
+        node["enable_progress_bar"] = False  # a bar's redraws fill a log file: one line per epoch instead
+        callbacks.append(EpochLine())
     try:
         return instantiate(node, callbacks=callbacks, logger=loggers or False, **extra)
     except (TypeError, ValueError) as error:
@@ -163,14 +169,15 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list | tuple = (), **extra: 
 SPEED_KEYS = ("compile", "channels_last")
 
 
-def trainer_node(cfg: DictConfig) -> dict[str, Any]:
-    """`cfg.trainer` for Lightning: precision=auto resolved (one line says what it chose), our own keys left out."""
+def trainer_node(cfg: DictConfig, announce: bool = True) -> dict[str, Any]:
+    """`cfg.trainer` for Lightning: precision=auto resolved (with `announce`, one line says what it chose),
+    our own keys left out."""
     node = to_dict(cfg.trainer)
     for key in SPEED_KEYS:
         node.pop(key, None)
     with config_errors("trainer", node):
         precision, why = resolve_precision(node.get("precision", "32-true"), str(node.get("accelerator", "auto")))
-    if node.get("precision") == "auto":
+    if node.get("precision") == "auto" and announce:
         opt_out = "; opt out with trainer.precision=32-true" if precision != "32-true" else ""
         log.info(f"precision: {precision} (trainer.precision=auto: {why}){opt_out}")
     node["precision"] = precision

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from audioclf.config import check_override_types, check_values, to_dict
+from audioclf.console import lightning_setup_lines_hidden
+from audioclf.data.clips import map_by_name
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.data.io import AUDIO_SUFFIXES, read_audio, resample
 from audioclf.data.sources import Source
@@ -87,7 +91,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     check_override_types(cfg)
     check_values(cfg)
     model = load_classifier(cfg.ckpt_path)
-    L.seed_everything(cfg.seed)
+    L.seed_everything(cfg.seed, verbose=False)
     data = to_dict(cfg.get("data")) or dict(model.hparams.get("data") or {})
     if not data:
         raise UserError("the checkpoint does not say which data it was trained on: add data=<dataset>")
@@ -97,25 +101,26 @@ def run(cfg: DictConfig) -> dict[str, float]:
     split = cfg.get("split", "test")
     if split not in ("train", "val", "test"):
         raise UserError(f"split={split} is unknown: use train, val or test")
+    check_clip_format(model)
     datamodule = AudioDataModule(data, data_dir=cfg.paths.data_dir, cache_dir=cfg.paths.cache_dir, seed=cfg.seed)
-    if datamodule.class_names != model.class_names:
-        raise UserError(
-            f"data={datamodule.source.name} has classes {datamodule.class_names}, the checkpoint "
-            f"{model.class_names}: evaluate on data with the same label set"
-        )
+    mapped = check_classes(datamodule, model.class_names, bool(cfg.get("map_classes", False)))
     check_stream_settings(cfg)
     alarm_files = false_alarm_files(cfg.get("false_alarms"), datamodule.source)  # bad paths fail before testing
     labelled_streams = stream_labels(cfg.get("stream_labels"), model.class_names)
     datamodule.setup(split)
+    if mapped:
+        datamodule.banks[split] = map_by_name(datamodule.banks[split], datamodule.class_names, model.class_names)
     loader = {"train": datamodule.train_dataloader, "val": datamodule.val_dataloader,
               "test": datamodule.test_dataloader}[split]()
     collector = ProbabilityCollector()
     # the training precision (trainer.precision=auto: bf16-mixed on native-bf16 hardware), so a val split
     # scores as it did in training and the saved thresholds reproduce
-    precision = trainer_node(cfg)["precision"]
-    trainer = L.Trainer(accelerator=cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,
-                        precision=precision, enable_checkpointing=False, enable_model_summary=False,
-                        callbacks=[collector, CpuBf16Lstm()])
+    precision = trainer_node(cfg, announce=False)["precision"]  # named in the report's heading
+    with lightning_setup_lines_hidden():
+        trainer = L.Trainer(accelerator=cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,
+                            precision=precision, enable_checkpointing=False, enable_model_summary=False,
+                            enable_progress_bar=sys.stderr.isatty(),  # no bar redraws in a log file
+                            callbacks=[collector, CpuBf16Lstm()])
     model.test_confusion.reset()
     results = trainer.test(model, dataloaders=loader, verbose=False)[0]
     probabilities, labels = collector.result()
@@ -134,7 +139,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics = {key.replace("test/", f"{split}/"): float(value) for key, value in results.items()}
     metrics |= detection_metrics(rows, split) | false_alarm_metrics(alarms) | stream_metrics(stream, split)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"\n{split} report for {cfg.ckpt_path} on {datamodule.source.name}:\n{report}")
+    print(f"\n{split} report for {cfg.ckpt_path} on {datamodule.source.name} ({precision}):\n{report}")
     print(f"\n{split} keyword detection (one-vs-rest; _silence_ and _unknown_ are negatives):\n{detection_text}")
     if alarms is not None:
         print(f"\n{false_alarms_text(alarms)}")
@@ -146,6 +151,36 @@ def run(cfg: DictConfig) -> dict[str, float]:
         files += f", {split}_stream.md, {split}_stream.csv, {split}_stream_curve.csv, {split}_stream_det.png"
     print(f"Report files: {output_dir}/{files}; TensorBoard: {output_dir}/tensorboard")
     return metrics
+
+
+def check_clip_format(model: AudioClassifier) -> None:
+    """The model fixes the clip format; a data.sample_rate or data.clip_seconds given on the command
+    line that differs from it would be silently replaced, so it is an error."""
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    given = dict(arg.partition("=")[::2] for arg in overrides if "=" in arg)
+    rate, seconds = int(model.hparams.sample_rate), model.hparams.num_samples / model.hparams.sample_rate
+    for key, expected, unit in (("data.sample_rate", rate, "Hz"), ("data.clip_seconds", seconds, "s")):
+        if key in given and float(given[key]) != float(expected):
+            raise UserError(f"{key}={given[key]} differs from the checkpoint's {expected:g} {unit}: the model takes "
+                            f"only its own clip format (clips are resampled and cut to it): drop {key}=")
+
+
+def check_classes(datamodule: AudioDataModule, checkpoint: list[str], map_classes: bool) -> bool:
+    """True when the data's clips must be relabelled to the checkpoint's classes (map_classes=true and the
+    lists differ); a difference without map_classes, or no class in common, is a one-line error."""
+    names = datamodule.class_names
+    if names == list(checkpoint):
+        return False
+    shared = [name for name in names if name in checkpoint]
+    if map_classes and shared:
+        print(f"map_classes=true: scoring the {len(shared)} classes the data and the checkpoint share, by name "
+              f"({len(names) - len(shared)} of the data's classes left out)")
+        return True
+    data = f"data={datamodule.source.name} has classes {names}, the checkpoint {list(checkpoint)}"
+    if not shared:
+        raise UserError(f"{data}: no class in common; evaluate on the data the checkpoint was trained on")
+    raise UserError(f"{data}: evaluate on data with the same classes in the same order, or add map_classes=true "
+                    f"to score the {len(shared)} classes both have, matched by name")
 
 
 def detection_metrics(rows: list[dict], split: str) -> dict[str, float]:

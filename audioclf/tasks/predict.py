@@ -21,6 +21,7 @@ import soundfile as sf
 import torch
 from omegaconf import DictConfig
 
+from audioclf.config import check_override_types, check_values
 from audioclf.data.io import AUDIO_SUFFIXES, BadAudioFile, fit_length, read_audio, resample
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
@@ -38,6 +39,7 @@ from audioclf.streaming.scoring import (
 
 MIN_CLIP_MS = 10  # shorter clips hold too little sound to classify
 SHOWN_SKIPPED = 5  # skipped files named one per line; the rest only counted
+LONG_INPUT = 1.5  # inputs this many clip lengths long, or more, are noted as cut
 
 
 def find_inputs(inputs: str | Path) -> list[Path]:
@@ -87,13 +89,17 @@ def predict_files(model: AudioClassifier, files: list[Path], batch_size: int = 6
 
 
 def run(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
+    check_override_types(cfg)
+    check_values(cfg)
     output = check_output(cfg)
     check_stream_options(cfg)
     model = load_classifier(cfg.ckpt_path)
     if cfg.get("stream"):
         return run_stream(cfg, model)
     skipped = [] if Path(cfg.inputs).expanduser().is_dir() else None
-    results = predict_files(model, find_inputs(cfg.inputs), cfg.get("batch_size", 64), device_for(), skipped)
+    files = find_inputs(cfg.inputs)
+    note_long_inputs(files, model)
+    results = predict_files(model, files, cfg.get("batch_size", 64), device_for(), skipped)
     check_some_classified(cfg, results, skipped)
     top_k = int(cfg.get("top_k", 1))
     for path, ranked in results:
@@ -104,6 +110,23 @@ def run(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
         write_csv(output, results, top_k)
         print(f"wrote {output} ({len(results)} files)")
     return results
+
+
+def note_long_inputs(files: list[Path], model: AudioClassifier) -> None:
+    """A clip-mode input much longer than the checkpoint's clips is cut to its middle: one line says so."""
+    clip = model.hparams.num_samples / model.hparams.sample_rate
+    long = [path for path in files if seconds_of(path) > LONG_INPUT * clip]
+    if long:
+        print(f"note: {len(long)} of {len(files)} inputs are longer than the checkpoint's {clip:g} s clips (the first: "
+              f"{long[0]}): the middle {clip:g} s of each is classified; stream=true scans a long recording",
+              file=sys.stderr)
+
+
+def seconds_of(path: Path) -> float:
+    try:
+        return sf.info(str(path)).duration
+    except RuntimeError:  # unreadable (soundfile.LibsndfileError): predict_files names it
+        return 0.0
 
 
 def check_output(cfg: DictConfig) -> Path | None:

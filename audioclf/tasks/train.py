@@ -70,12 +70,15 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict[str, float]:
     metrics = scalar_metrics(trainer)
 
     if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule, ckpt_path=test_checkpoint(test_choice, trainer), weights_only=False)
+        # verbose=False: Lightning's metrics table would repeat the report's accuracy and F1
+        trainer.test(model, datamodule=datamodule, ckpt_path=test_checkpoint(test_choice, trainer), weights_only=False,
+                     verbose=False)
         metrics.update(scalar_metrics(trainer))
         report = publish_report(trainer, model, output_dir, "test")
         if trainer.is_global_zero:
             name = model.hparams.backbone["name"]
-            print(f"\nTest report ({datamodule.source.name}, {name}):\n{report}")
+            loss = f", test/loss {metrics['test/loss']:.4f}" if "test/loss" in metrics else ""
+            print(f"\nTest report ({datamodule.source.name}, {name}{loss}):\n{report}")
     if calibration is not None and trainer.is_global_zero:
         tested = test_checkpoint(test_choice, trainer) if cfg.get("test") else None
         metrics.update(calibrate_for_streams(calibration, model, datamodule, tested or last_checkpoint(trainer),

@@ -6,7 +6,8 @@ import pytest
 
 from audioclf.data.download import DownloadError, download, fetch_and_extract
 from audioclf.data.sources import build_source
-from tests.conftest import make_fsdd, make_speech_commands
+from audioclf.data.sources.speech_commands import PUBLISHED_SHA256
+from tests.conftest import compose_config, make_fsdd, make_speech_commands
 
 
 def tarball(folder, archive):
@@ -60,3 +61,19 @@ def test_corrupt_archive_is_deleted_with_a_one_line_error(tmp_path):
 def test_unreachable_url_names_the_url_and_the_fix(tmp_path):
     with pytest.raises(DownloadError, match="point data.root"):
         download((tmp_path / "missing.tar.gz").as_uri(), tmp_path / "x.tar.gz")
+
+
+@pytest.mark.parametrize("version", ["v0.01", "v0.02"])
+def test_the_shipped_speech_commands_urls_have_a_published_checksum(version, tmp_path):
+    cfg = compose_config(tmp_path, ["data=speech_commands", f"data.version={version}"])
+    assert cfg.data.sha256 is None and len(PUBLISHED_SHA256[cfg.data.url]) == 64
+
+
+def test_a_changed_archive_fails_the_published_checksum_and_is_not_kept(tmp_path, monkeypatch):
+    archive = tarball(make_speech_commands(tmp_path / "src", per_word=2), tmp_path / "sc.tar.gz")
+    monkeypatch.setitem(PUBLISHED_SHA256, archive.as_uri(), "0" * 64)  # as if this URL were published with it
+    with pytest.raises(DownloadError, match=f"downloaded with sha256 [0-9a-f]{{64}}, expected {'0' * 64}"):
+        build_source("speech_commands", root=None, data_dir=str(tmp_path / "data"), version="v0.02",
+                     url=archive.as_uri(), labels="mini8")
+    assert not list((tmp_path / "data").rglob("*.tar.gz*"))
+    assert not (tmp_path / "data" / "speech_commands_v0.02").exists()

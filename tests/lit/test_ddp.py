@@ -69,12 +69,32 @@ def test_eval_shards_count_every_clip_once(clips, batch, size):
 
 
 def test_slurm_launcher_config_composes(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf  # in [dev] through audioclf[slurm]
+
     cfg = compose_config(tmp_path, ["hydra/launcher=submitit_slurm", "trainer=ddp"])
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher._target_ == SlurmQueueConf._target_
+    unknown = set(launcher) - set(SlurmQueueConf.__dataclass_fields__)
+    assert not unknown, f"conf/hydra/launcher/submitit_slurm.yaml sets keys SlurmQueueConf lacks: {unknown}"
     assert launcher.tasks_per_node == 1 and cfg.trainer.strategy == "ddp"
     assert cfg.trainer.use_distributed_sampler is False
+
+
+@pytest.mark.slow
+def test_a_submitit_sweep_runs_each_job_in_its_own_process(tmp_path):
+    """The SLURM launcher's code path (submitit pickles the task, a job process unpickles and runs it)
+    through submitit's local executor, whose job ids are the jobs' process ids."""
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "train.py", "-m", "hydra/launcher=submitit_local", "seed=0,1", "data=synthetic",
+            "data.train_per_class=8", "data.val_per_class=2", "data.test_per_class=2", "trainer.max_epochs=1",
+            f"hydra.sweep.dir={sweep}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(int(path.name) for path in (sweep / ".submitit").iterdir() if path.name.isdigit())
+    assert len(jobs) == 2 and len(set(jobs)) == 2
+    for index, seed in enumerate((0, 1)):
+        metrics = json.loads((sweep / str(index) / "metrics.json").read_text())
+        assert metrics["epochs"] == 1 and f"seed={seed}" in metrics["job"]["overrides"]
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ overfitting one small synthetic batch, and its config training end to end."""
 
 from __future__ import annotations
 
+import csv
 import math
 import time
 import warnings
@@ -207,8 +208,16 @@ def test_phased_stft_weights_follow_the_chord_distance():
 
 def test_flop_count_sees_lstm_layers():
     model = build_backbone("lstm_fsdd", 10, (1, 80, 16))
-    expected = rnn_flops(model.lstm, 16) + 2 * (128 * 100 + 100 * 10)
-    assert count_flops(model, torch.zeros(1, 1, 80, 16)) == expected
+    lstm = 2 * 4 * (80 + 128) * 128 * 16  # 2 x gates x (input + hidden) x hidden, for each of 16 steps
+    dense = 2 * (128 * 100 + 100 * 10)
+    assert count_flops(model, torch.zeros(1, 1, 80, 16)) == lstm + dense == 3_435_472
+
+
+def test_rnn_flops_counts_every_layer_and_direction():
+    gru = torch.nn.GRU(10, 20, num_layers=2, bidirectional=True)
+    first = 2 * 2 * 3 * (10 + 20) * 20 * 5  # directions x 2 x gates x (input + hidden) x hidden x steps
+    second = 2 * 2 * 3 * (40 + 20) * 20 * 5  # its input: both directions of the first layer
+    assert rnn_flops(gru, 5) == first + second == 108_000
 
 
 def test_models_table_row():
@@ -225,10 +234,16 @@ def test_model_config_composes_with_a_one_line_note(name, tmp_path):
 
 
 def _fast_dev_run(tmp_path, overrides):
-    overrides = [*overrides, *SMALL_SYNTHETIC, "debug=fast", "data.batch_size=8"]
+    """One train, val and test batch of 8 clips (debug=fast): finite losses, and a test report that
+    counts each of the 8 test clips once over the 8 classes."""
+    overrides = [*overrides, *SMALL_SYNTHETIC, "debug=fast", "data.batch_size=8", "data.eval_batch_size=8"]
     cfg = compose_config(tmp_path, overrides)
     metrics = train.run(cfg)
-    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert math.isfinite(metrics["train/loss_epoch"]) and math.isfinite(metrics["test/loss"])
+    assert metrics["epochs"] == 1 and metrics["params"] > 0
+    rows = list(csv.DictReader((tmp_path / "run" / "test_report.csv").open()))
+    per_class = [row for row in rows if row["label"] in SyntheticSource(num_classes=8).class_names]
+    assert len(per_class) == 8 and sum(int(row["support"]) for row in per_class) == 8
     return metrics
 
 

@@ -15,7 +15,7 @@ from audioclf.config import CONF_DIR
 from audioclf.deploy.export import export_streaming_onnx
 from audioclf.errors import UserError
 from audioclf.models import BACKBONES
-from audioclf.streaming.detection import window_probabilities
+from audioclf.streaming.detection import say_once, window_probabilities
 from audioclf.streaming.runtime import (
     WINDOWED_BACKBONES,
     CannotStream,
@@ -155,6 +155,7 @@ def test_stream_mode_stateful_gives_the_windowed_probabilities_with_quiet_window
 
 
 def test_stream_mode_falls_back_to_windowed_with_one_line_where_the_hop_cannot_stream(capsys):
+    say_once.cache_clear()  # said once per process: an earlier test (predict stream=true) may have said it
     model = registry_classifier("tf_cnn")  # 8 ms STFT frames: 100 ms is 12.5 of them
     audio = recording(2.0).numpy()
     stateful = window_probabilities(model, audio, 1600, -50.0, stream_mode="stateful")

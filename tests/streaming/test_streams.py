@@ -186,7 +186,7 @@ def test_the_task_takes_a_background_folder_and_out(tmp_path, sc_root):
     ("minutes=0", r"minutes=0 must be a positive number"),
     ("gap_s=[4.0,1.0]", r"gap_s=\[4.0, 1.0\] is not a range \[low, high\] with low <= high"),
     ("snr_db=[5.0]", r"snr_db=\[5.0\] is not a range"),
-    ("background_dbfs=loud", r"background_dbfs=loud is not a range"),
+    ("background_dbfs=loud", r"background_dbfs='loud' has the wrong type: expected a list"),
     ("gap_s=[-1.0,1.0]", r"gap_s=\[-1.0, 1.0\] starts below 0"),
     ("background=/no/such/folder", r"background=/no/such/folder is not a directory"),
 ])

@@ -51,7 +51,8 @@ def test_eval_on_another_split_and_dataset_config(trained, tmp_path):
 def test_eval_rejects_data_with_other_labels(trained, tmp_path, fsdd_root):
     _, ckpt = trained
     cfg = compose_config(tmp_path, [f"ckpt_path={ckpt}", "data=fsdd", f"data.root={fsdd_root}"], config_name="eval")
-    with pytest.raises(UserError, match="same label set"):
+    with pytest.raises(UserError, match=r"^data=fsdd has classes \['0', '1', .*\], the checkpoint \['ai', .*\]: "
+                                        "no class in common; evaluate on the data the checkpoint was trained on$"):
         evaluate.run(cfg)
 
 

@@ -41,6 +41,16 @@ from audioclf.data.io import read_audio, resample
 from audioclf.data.sources.base import SPLITS, ClipRef, Source
 from audioclf.errors import UserError
 
+# sha256 of the published archives, as torchaudio's dataset code pins them
+# (torchaudio/datasets/speechcommands.py); checked after download when data.sha256 is null.
+# The test-set archives (protocol=canonical) have no published checksum: data.test_sha256.
+PUBLISHED_SHA256 = {
+    "http://download.tensorflow.org/data/speech_commands_v0.01.tar.gz":
+        "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d",
+    "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz":
+        "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58",
+}
+
 NOISE_DIR = "_background_noise_"
 SILENCE, UNKNOWN = "_silence_", "_unknown_"
 COMMANDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -185,7 +195,7 @@ def locate(root, data_dir: Path, url: str, sha256, download: bool) -> Path:
         raise UserError(
             f"no Speech Commands copy in {data_dir}: set data.root=<your copy> or data.download=true"
         )
-    fetch_and_extract(url, data_dir, sha256)
+    fetch_and_extract(url, data_dir, sha256 or PUBLISHED_SHA256.get(url))
     if not (data_dir / "validation_list.txt").is_file():
         raise UserError(f"the archive from {url} has no validation_list.txt: check data.url")
     return data_dir
