@@ -27,11 +27,15 @@ def roots(tmp_path_factory):
     }
 
 
+PART_ROOTS = {"digits_mix": {"parts.fsdd.root": "fsdd", "parts.speech_commands.root": "speech_commands"}}
+
+
 @pytest.mark.parametrize("data, model", list(product(DATA, MODELS)))
 def test_config_composes_and_instantiates(tmp_path, roots, data, model):
     overrides = [f"data={data}", f"model={model}", "debug=fast"]
     if data in roots:
         overrides.append(f"data.root={roots[data]}")
+    overrides += [f"data.{key}={roots[root]}" for key, root in PART_ROOTS.get(data, {}).items()]
     cfg = compose_config(tmp_path, overrides)
     datamodule = build_datamodule(cfg)
     classifier = build_model(cfg, datamodule)
