@@ -97,6 +97,7 @@ def evaluate_checkpoint(job: str, checkpoint: str, root: str, test_folder: str) 
         "calibrated": (fixed_point.threshold, plain),
         "calibrated+post": (post_point.threshold, post),
     }
+    validation = {"calibrated": fixed_point, "calibrated+post": post_point}
     metrics = json.loads((Path(checkpoint).parents[1] / "metrics.json").read_text())
     arm, seed = job.rsplit("-s", 1)
     rows = []
@@ -108,6 +109,7 @@ def evaluate_checkpoint(job: str, checkpoint: str, root: str, test_folder: str) 
             "smooth": chosen.smooth, "refractory_s": chosen.refractory_s, "min_windows": chosen.min_windows,
             "test_frr": round(frr, 4), "test_fa_per_hour": round(fa_per_hour, 3),
             "test_mean_delay_s": None if delay is None else round(delay, 3), "test_hours": round(test_hours, 3),
+            **validation_columns(validation.get(decision)),
             "clip_test_acc": round(metrics["test/acc"], 4), "epochs": metrics["epochs"],
             "train_seconds": metrics["train_seconds"],
             "realtime_factor": round(test_hours * 3600 / seconds_scored, 1),
@@ -117,6 +119,42 @@ def evaluate_checkpoint(job: str, checkpoint: str, root: str, test_folder: str) 
                    "frr": round(float(point.frr), 4), "threshold": round(float(point.threshold), 5)}
                   for budget in BUDGETS for point in [operating_point(oracle, budget)]]
     return rows, curve_rows
+
+
+def validation_columns(point) -> dict:
+    """The calibration's own point on the validation streams: what a recipe is chosen on."""
+    if point is None:
+        return {"val_frr": "", "val_fa_per_hour": ""}
+    return {"val_frr": round(float(point.frr), 4), "val_fa_per_hour": round(float(point.fa_per_hour), 3)}
+
+
+def validation_points(job: str, checkpoint: str, root: str) -> tuple[str, dict[str, dict]]:
+    """(job, decision -> validation columns) for a checkpoint already scored on the test streams."""
+    import torch
+
+    torch.set_num_threads(1)
+    from audioclf.lit.checkpoints import load_classifier
+    from audioclf.streaming.evaluation import PostProcessing, calibrate, score_built_streams
+
+    model = load_classifier(checkpoint)
+    names = list(model.class_names)
+    scored_val = score_built_streams(model, build_calibration_streams(root))
+    _, fixed_point = calibrate(scored_val, names, TARGET, grid=[PostProcessing(smooth=3)])
+    _, post_point = calibrate(scored_val, names, TARGET)
+    return job, {"calibrated": validation_columns(fixed_point), "calibrated+post": validation_columns(post_point)}
+
+
+def add_validation(runs: list[dict], arms: list[str], folder: Path, root: str, jobs: int) -> int:
+    """Fill val_frr / val_fa_per_hour of the scored rows of `arms` that lack them; how many checkpoints."""
+    missing = sorted({row["job"] for row in runs if row["arm"] in arms and not row.get("val_frr")})
+    with ProcessPoolExecutor(jobs) as pool:
+        found = dict(pool.map(validation_points, missing,
+                              [str(folder / job / "0/checkpoints/last.ckpt") for job in missing],
+                              [root] * len(missing)))
+    for row in runs:
+        row.update(found.get(row["job"], {}).get(row["decision"], {}))
+        row.setdefault("val_frr", ""), row.setdefault("val_fa_per_hour", "")
+    return len(missing)
 
 
 def _test_streams(folder: Path):
@@ -130,8 +168,16 @@ def main() -> None:
     parser.add_argument("runs", type=Path)
     parser.add_argument("sc_root")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", 2)))
+    parser.add_argument("--validation", nargs="+", default=[], metavar="ARM",
+                        help="only add the validation-stream point to these arms' rows scored before it existed")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.validation:
+        runs = read_rows(HERE / "runs.csv")
+        count = add_validation(runs, args.validation, args.runs, args.sc_root, args.jobs)
+        write_rows(HERE / "runs.csv", runs)
+        print(f"wrote {HERE / 'runs.csv'} (validation points of {count} checkpoints added)")
+        return
     test_folder = args.runs / "streams"
     if not (test_folder / "labels.csv").is_file():
         build_test_streams(args.sc_root, test_folder)
@@ -154,7 +200,8 @@ def read_rows(path: Path) -> list[dict]:
 
 def write_rows(path: Path, rows: list[dict]) -> None:
     with path.open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(key for row in rows for key in row))  # rows from before a column: blank
+        writer = csv.DictWriter(out, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
 

@@ -25,7 +25,8 @@ def kws_stream(tmp_path, root, *overrides):
 def test_the_recipe_composes_with_stream_training_and_calibration(tmp_path, speech_commands_root):
     cfg = kws_stream(tmp_path, speech_commands_root)
     assert cfg.model.name == "bcresnet" and cfg.data.labels == "kws12"
-    assert cfg.augment.stream_cut_prob > 0 and cfg.augment.stream_anywhere
+    assert cfg.augment.noise_mode == "snr" and list(cfg.augment.noise_snr_db) == [0.0, 20.0]
+    assert cfg.augment.stream_cut_prob == 0 and not cfg.augment.stream_anywhere  # chosen on validation streams
     calibration = build.build_calibration(cfg)
     assert calibration.split == "val" and calibration.target_fa_per_hour == 2.0
 
