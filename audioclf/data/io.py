@@ -59,8 +59,7 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     if rate == target_rate:
         return samples
     waveform = torch.from_numpy(np.ascontiguousarray(samples))
-    with torch.autocast("cpu", enabled=False):  # decoding stays float32 when a caller scores under bf16
-        return AF.resample(waveform, rate, target_rate).numpy()
+    return AF.resample(waveform, rate, target_rate).numpy()
 
 
 def fit_length(samples: np.ndarray, length: int) -> np.ndarray:

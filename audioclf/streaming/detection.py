@@ -38,6 +38,7 @@ import torch
 from audioclf.data.io import read_audio, resample
 from audioclf.errors import UserError
 from audioclf.lit.module import AudioClassifier
+from audioclf.lit.precision import inference_autocast
 from audioclf.streaming.runtime import CannotStream, streamed_probabilities
 
 IGNORED = ("_silence_", "_unknown_", "_background_noise_")
@@ -93,10 +94,12 @@ def window_probabilities(
     batch_size: int = SCORING_BATCH,
     device: torch.device | None = None,
     stream_mode: str = "stateful",
+    precision: str = "32-true",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(window starts in samples, (windows, classes) probabilities); quiet windows get all zeros.
     `stream_mode=stateful` computes them as audioclf/streaming/runtime.py streams (each frame once, equal
-    to windowed), falling back to windowed, with one line on stderr, where the model cannot stream."""
+    to windowed), falling back to windowed, with one line on stderr, where the model cannot stream.
+    `precision`: Lightning's name of the precision the model computes in (bf16-mixed: autocast)."""
     device = device or torch.device("cpu")
     model = model.to(device).eval()
     window = int(model.hparams.num_samples)
@@ -107,12 +110,13 @@ def window_probabilities(
     loud = 20 * np.log10(np.maximum(rms, 1e-10)) >= min_dbfs
     probabilities = np.zeros((len(starts), len(model.class_names)), dtype=np.float32)
     chosen = np.flatnonzero(loud)
-    if stateful_probabilities(model, samples, starts, chosen, hop, batch_size, probabilities, stream_mode):
-        return starts, probabilities
-    for first in range(0, len(chosen), batch_size):
-        rows = chosen[first : first + batch_size]
-        waves = torch.from_numpy(np.ascontiguousarray(frames[rows], dtype=np.float32)).to(device)
-        probabilities[rows] = model(waves).float().softmax(dim=-1).cpu().numpy()
+    with inference_autocast(precision, device):
+        if stateful_probabilities(model, samples, starts, chosen, hop, batch_size, probabilities, stream_mode):
+            return starts, probabilities
+        for first in range(0, len(chosen), batch_size):
+            rows = chosen[first : first + batch_size]
+            waves = torch.from_numpy(np.ascontiguousarray(frames[rows], dtype=np.float32)).to(device)
+            probabilities[rows] = model(waves).float().softmax(dim=-1).cpu().numpy()
     return starts, probabilities
 
 
@@ -271,6 +275,7 @@ def stream_file(
     stream_mode: str = "stateful",
     refractory_s: float = 0.0,
     min_windows: int = 1,
+    precision: str = "32-true",
 ) -> list[Detection]:
     rate = int(model.hparams.sample_rate)
     if hop_seconds <= 0:
@@ -282,7 +287,7 @@ def stream_file(
     samples = resample(samples, file_rate, rate)
     hop = max(1, int(round(hop_seconds * rate)))
     starts, probabilities = window_probabilities(model, samples, hop, min_dbfs, device=device,
-                                                 stream_mode=stream_mode)
+                                                 stream_mode=stream_mode, precision=precision)
     return detect(
         starts,
         probabilities,

@@ -121,34 +121,37 @@ def read_stream_labels(path: str | Path, class_names: list[str],
 
 
 def score_stream(model: AudioClassifier, path: Path, events: list[Event], hop_seconds: float = 0.1,
-                 min_dbfs: float = -50.0, stream_mode: str = "stateful",
-                 device: torch.device | None = None) -> ScoredStream:
+                 min_dbfs: float = -50.0, stream_mode: str = "stateful", device: torch.device | None = None,
+                 precision: str = "32-true") -> ScoredStream:
     """The recording's window probabilities, computed once, as `predict stream=true` computes them."""
     samples, file_rate = read_audio(path, min_ms=10)
     samples = resample(samples, file_rate, int(model.hparams.sample_rate))
-    return score_samples(model, path, samples, events, hop_seconds, min_dbfs, stream_mode, device)
+    return score_samples(model, path, samples, events, hop_seconds, min_dbfs, stream_mode, device,
+                         precision=precision)
 
 
 def score_samples(model: AudioClassifier, path: Path, samples: np.ndarray, events: list[Event],
                   hop_seconds: float = 0.1, min_dbfs: float = -50.0, stream_mode: str = "stateful",
-                  device: torch.device | None = None, batch_size: int = SCORING_BATCH) -> ScoredStream:
+                  device: torch.device | None = None, batch_size: int = SCORING_BATCH,
+                  precision: str = "32-true") -> ScoredStream:
     """`score_stream` for a recording already in memory at the model's sample rate."""
     rate, window = int(model.hparams.sample_rate), int(model.hparams.num_samples)
     hop = max(1, int(round(hop_seconds * rate)))
     starts, probabilities = window_probabilities(model, samples, hop, min_dbfs, batch_size, device=device,
-                                                 stream_mode=stream_mode)
+                                                 stream_mode=stream_mode, precision=precision)
     return ScoredStream(path, starts, probabilities, rate, window, len(samples) / rate, list(events))
 
 
 def score_built_streams(model: AudioClassifier, streams: Sequence[Stream], hop_seconds: float = 0.1,
                         min_dbfs: float = -50.0, stream_mode: str = "stateful", ignore: tuple[str, ...] = IGNORED,
-                        device: torch.device | None = None) -> list[ScoredStream]:
+                        device: torch.device | None = None, precision: str = "32-true") -> list[ScoredStream]:
     """`score_samples` for streams built in memory (audioclf/streaming/streams.py), keyword events only."""
     scored = []
     for stream in streams:
         path = Path(stream.name)
         events = [Event(path, start, end, label) for start, end, label in stream.events if label not in ignore]
-        scored.append(score_samples(model, path, stream.samples, events, hop_seconds, min_dbfs, stream_mode, device))
+        scored.append(score_samples(model, path, stream.samples, events, hop_seconds, min_dbfs, stream_mode, device,
+                                    precision=precision))
     return scored
 
 

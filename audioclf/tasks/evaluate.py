@@ -33,7 +33,7 @@ from audioclf.data.sources import Source
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
 from audioclf.lit.module import AudioClassifier
-from audioclf.lit.precision import CpuBf16Lstm, inference_autocast
+from audioclf.lit.precision import CpuBf16Lstm
 from audioclf.report.classification import write_report
 from audioclf.report.detection import (
     det_figure,
@@ -124,9 +124,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     model.test_confusion.reset()
     results = trainer.test(model, dataloaders=loader, verbose=False)[0]
     probabilities, labels = collector.result()
-    with inference_autocast(precision, device_for()):  # windows scored as predict stream=true scores them
-        alarms = scan_false_alarms(model, alarm_files, cfg) if alarm_files else None
-        stream = stream_operating_points(model, labelled_streams, cfg) if labelled_streams else None
+    # windows scored at the precision predict stream=true and train's stream calibration score them at
+    alarms = scan_false_alarms(model, alarm_files, cfg, precision) if alarm_files else None
+    stream = stream_operating_points(model, labelled_streams, cfg, precision) if labelled_streams else None
 
     # Everything is computed: only now are the report files written.
     output_dir = Path(cfg.paths.output_dir)
@@ -272,7 +272,8 @@ def keyword_thresholds(model: AudioClassifier, threshold: float | None) -> tuple
     return {keyword: float(saved.get(keyword, DEFAULT_THRESHOLD)) for keyword in keywords}, missing
 
 
-def scan_false_alarms(model: AudioClassifier, files: list[Path], cfg: DictConfig) -> FalseAlarms:
+def scan_false_alarms(model: AudioClassifier, files: list[Path], cfg: DictConfig,
+                      precision: str = "32-true") -> FalseAlarms:
     """Every detection `predict stream=true` would report in these keyword-free recordings is a false alarm."""
     thresholds, missing = keyword_thresholds(model, cfg.get("threshold"))
     if missing:
@@ -285,7 +286,8 @@ def scan_false_alarms(model: AudioClassifier, files: list[Path], cfg: DictConfig
         samples, file_rate = read_audio(path, min_ms=10)
         seconds += len(samples) / file_rate
         starts, probabilities = window_probabilities(model, resample(samples, file_rate, rate), hop,
-                                                     float(cfg.get("min_dbfs", -50.0)), device=device_for())
+                                                     float(cfg.get("min_dbfs", -50.0)), device=device_for(),
+                                                     precision=precision)
         for found in detect(starts, probabilities, list(model.class_names), rate, window, thresholds,
                             int(cfg.get("smooth", 3)), refractory_s=float(cfg.get("refractory_s", 0.0)),
                             min_windows=int(cfg.get("min_windows", 1))):
@@ -340,14 +342,14 @@ def stream_labels(setting: str | None, class_names: list[str]) -> list[tuple[Pat
 
 
 def stream_operating_points(model: AudioClassifier, labelled: list[tuple[Path, list[Event]]],
-                            cfg: DictConfig) -> StreamPoints:
+                            cfg: DictConfig, precision: str = "32-true") -> StreamPoints:
     """Each stream's window probabilities once (as predict stream=true computes them), the FRR against
     FA/h curve at this eval's post-processing, and its operating points at BUDGETS."""
     device = device_for()
     streams: list[ScoredStream] = [
         score_stream(model, path, events, hop_seconds=float(cfg.get("stream_hop", 0.1)),
                      min_dbfs=float(cfg.get("min_dbfs", -50.0)), stream_mode=str(cfg.get("stream_mode", "stateful")),
-                     device=device)
+                     device=device, precision=precision)
         for path, events in labelled
     ]
     post = PostProcessing(smooth=int(cfg.get("smooth", 3)), refractory_s=float(cfg.get("refractory_s", 0.0)),

@@ -26,7 +26,7 @@ from audioclf.data.io import AUDIO_SUFFIXES, BadAudioFile, fit_length, read_audi
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
 from audioclf.lit.module import AudioClassifier
-from audioclf.lit.precision import inference_autocast, resolve_precision
+from audioclf.lit.precision import resolve_precision
 from audioclf.streaming.detection import IGNORED, Detection, stream_file, stream_thresholds
 from audioclf.streaming.scoring import (
     Event,
@@ -199,13 +199,12 @@ def run_stream(cfg: DictConfig, model: AudioClassifier) -> list[tuple[Path, list
     precision = scoring_precision(cfg, device)
     for path in inputs:
         try:
-            with inference_autocast(precision, device):
-                detections = stream_file(
-                    model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)), threshold=settings["threshold"],
-                    smooth=settings["smooth"], min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=ignore,
-                    device=device, stream_mode=str(cfg.get("stream_mode", "stateful")),
-                    refractory_s=settings["refractory_s"], min_windows=settings["min_windows"],
-                )
+            detections = stream_file(
+                model, path, hop_seconds=float(cfg.get("stream_hop", 0.1)), threshold=settings["threshold"],
+                smooth=settings["smooth"], min_dbfs=float(cfg.get("min_dbfs", -50.0)), ignore=ignore,
+                device=device, stream_mode=str(cfg.get("stream_mode", "stateful")),
+                refractory_s=settings["refractory_s"], min_windows=settings["min_windows"], precision=precision,
+            )
         except BadAudioFile as error:
             if skipped is None:
                 raise

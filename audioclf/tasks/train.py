@@ -16,7 +16,6 @@ from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for
 from audioclf.lit.distributed import quiet_other_ranks
 from audioclf.lit.module import AudioClassifier
-from audioclf.lit.precision import inference_autocast
 from audioclf.lit.resume import AtomicCheckpointIO
 from audioclf.report.classification import confusion_figure, write_report
 from audioclf.streaming.evaluation import calibrate, score_built_streams
@@ -161,9 +160,8 @@ def calibrate_for_streams(calibration: Calibration, model: AudioClassifier, data
     started = time.perf_counter()
     streams = build_streams(datamodule.source, calibration.split, datamodule.sample_rate, calibration.count,
                             calibration.recipe, calibration.seed)
-    device = device_for()
-    with inference_autocast(precision, device):
-        scored = score_built_streams(model, streams, hop_seconds=calibration.stream_hop, device=device)
+    scored = score_built_streams(model, streams, hop_seconds=calibration.stream_hop, device=device_for(),
+                                 precision=precision)
     post, point = calibrate(scored, list(model.class_names), calibration.target_fa_per_hour)
     hours = sum(stream.seconds for stream in scored) / 3600
     model.stream_calibration = {

@@ -168,7 +168,7 @@ def test_false_alarm_counts_are_the_streamed_detections(trained, tmp_path, monke
     model = load_classifier(ckpt)
     ai, ia = model.class_names.index("ai"), model.class_names.index("ia")
 
-    def known_windows(model, samples, hop, min_dbfs, device=None):
+    def known_windows(model, samples, hop, min_dbfs, device=None, precision="32-true"):
         probabilities = np.zeros((20, len(model.class_names)), np.float32)
         probabilities[0:5, ai] = probabilities[10:15, ia] = probabilities[15:20, ai] = 0.9  # 5..9: quiet
         return np.arange(20) * hop, probabilities

@@ -30,7 +30,6 @@ import torch
 from audioclf.config import model_sample_rate
 from audioclf.lit.checkpoints import load_classifier
 from audioclf.lit.module import AudioClassifier
-from audioclf.lit.precision import inference_autocast
 from audioclf.streaming.evaluation import score_samples
 from audioclf.tasks.models import model_config
 
@@ -50,9 +49,8 @@ def time_scoring(model: AudioClassifier, recording: np.ndarray, precision: str, 
     """(wall, CPU) seconds to score the recording once."""
     device = torch.device("cpu")
     started, computed = time.perf_counter(), time.process_time()
-    with inference_autocast(precision, device):
-        score_samples(model, Path("bench"), recording, [], hop_seconds=hop_seconds, device=device,
-                      batch_size=batch_size)
+    score_samples(model, Path("bench"), recording, [], hop_seconds=hop_seconds, device=device,
+                  batch_size=batch_size, precision=precision)
     return time.perf_counter() - started, time.process_time() - computed
 
 
