@@ -62,6 +62,7 @@ SEED = Range(whole=True, low=0, high=2**32 - 1)  # numpy's seed range; Lightning
 
 SCHEMA: tuple[tuple[str, Range], ...] = (
     ("seed", SEED),
+    ("init_lr_scale", POSITIVE),
     ("*split_seed", SEED),
     ("loss.label_smoothing", DROPOUT),
     # data: the clip format, the batches and the synthetic set's size
