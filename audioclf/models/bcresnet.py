@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audioclf.models.registry import register
+from audioclf.models.streaming import CausalConv2d
 
 
 class SubSpectralNorm(nn.Module):
@@ -48,7 +49,7 @@ class SubSpectralNorm(nn.Module):
 
 class BcResBlock(nn.Module):
     def __init__(self, channels_in: int, channels_out: int, bands_in: int, stride: int = 1,
-                 dilation: int = 1, dropout: float = 0.1, sub_bands: int = 5):
+                 dilation: int = 1, dropout: float = 0.1, sub_bands: int = 5, causal: bool = False):
         super().__init__()
         self.transition = channels_in != channels_out or stride != 1
         if self.transition:
@@ -58,9 +59,14 @@ class BcResBlock(nn.Module):
         self.freq_conv = nn.Conv2d(channels_out, channels_out, (3, 1), stride=(stride, 1),
                                    padding=(1, 0), groups=channels_out, bias=False)
         self.ssn = SubSpectralNorm(channels_out, bands_out, sub_bands)
+        if causal:
+            time_conv = CausalConv2d(channels_out, channels_out, (1, 3), dilation=(1, dilation),
+                                     groups=channels_out, bias=False)
+        else:
+            time_conv = nn.Conv2d(channels_out, channels_out, (1, 3), padding=(0, dilation),
+                                  dilation=(1, dilation), groups=channels_out, bias=False)
         self.temporal = nn.Sequential(
-            nn.Conv2d(channels_out, channels_out, (1, 3), padding=(0, dilation),
-                      dilation=(1, dilation), groups=channels_out, bias=False),
+            time_conv,
             nn.BatchNorm2d(channels_out), nn.SiLU(),
             nn.Conv2d(channels_out, channels_out, 1, bias=False),
             nn.Dropout2d(dropout),
@@ -78,39 +84,57 @@ class BcResBlock(nn.Module):
 
 @register("bcresnet")
 class BcResNet(nn.Module):
+    """`causal=True` pads every temporal convolution on the left only (stem, blocks, head): each
+    output frame sees only frames up to its own, so the model streams with state
+    (models/streaming.py). Trained as a clip model like the original."""
+
     # (blocks, width, frequency stride, temporal dilation) per stage
     STAGES = ((2, 8, 1, 1), (2, 12, 2, 2), (4, 16, 2, 4), (4, 20, 1, 8))
+    pool = "mean"
 
     def __init__(self, num_classes: int, input_shape: tuple[int, ...], width: float = 1.0,
-                 dropout: float = 0.1, sub_bands: int = 5):
+                 dropout: float = 0.1, sub_bands: int = 5, causal: bool = False):
         super().__init__()
         channels, bands, _ = input_shape
+        self.causal = causal
 
         def scaled(c: int) -> int:
             return max(1, int(round(c * width)))
 
         stem = scaled(16)
-        self.stem = nn.Sequential(
-            nn.Conv2d(channels, stem, 5, stride=(2, 1), padding=2, bias=False),
-            nn.BatchNorm2d(stem), nn.ReLU(),
-        )
+        stem_conv = (CausalConv2d(channels, stem, 5, stride=(2, 1), padding=2, bias=False) if causal
+                     else nn.Conv2d(channels, stem, 5, stride=(2, 1), padding=2, bias=False))
+        self.stem = nn.Sequential(stem_conv, nn.BatchNorm2d(stem), nn.ReLU())
         bands = (bands - 1) // 2 + 1
         blocks, width_in = [], stem
         for count, base, stride, dilation in self.STAGES:
             for i in range(count):
                 block = BcResBlock(width_in, scaled(base), bands, stride if i == 0 else 1, dilation,
-                                   dropout, sub_bands)
+                                   dropout, sub_bands, causal)
                 blocks.append(block)
                 width_in, bands = scaled(base), block.bands_out
         self.blocks = nn.Sequential(*blocks)
         head = scaled(32)
+        kernel = (min(5, bands), 5)
+        head_conv = (CausalConv2d(width_in, width_in, kernel, groups=width_in, bias=False) if causal
+                     else nn.Conv2d(width_in, width_in, kernel, padding=(0, 2), groups=width_in, bias=False))
         self.head = nn.Sequential(
-            nn.Conv2d(width_in, width_in, (min(5, bands), 5), padding=(0, 2), groups=width_in,
-                      bias=False),
-            nn.Conv2d(width_in, head, 1, bias=False), nn.BatchNorm2d(head), nn.ReLU(),
+            head_conv, nn.Conv2d(width_in, head, 1, bias=False), nn.BatchNorm2d(head), nn.ReLU(),
         )
         self.classifier = nn.Conv2d(head, num_classes, 1)
 
+    def stateless_reason(self) -> str | None:
+        if self.causal:
+            return None
+        return ("bcresnet: its 'same'-padded temporal convolutions see future frames: train it with "
+                "model.causal=true to stream with state")
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 32w, T): one embedding per frame, before the mean over time."""
+        return self.head(self.blocks(self.stem(features))).mean(dim=2)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(pooled[..., None, None]).flatten(1)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.blocks(self.stem(features)))                # (B, 32w, F', T)
-        return self.classifier(x.mean(dim=(2, 3), keepdim=True)).flatten(1)
+        return self.classify(self.embed(features).mean(dim=-1))

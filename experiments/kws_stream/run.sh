@@ -10,6 +10,9 @@
 #               was first written
 #   small       the kws_stream arm at model.width=1.5 (BC-ResNet-1.5: 17k instead of 54k parameters,
 #               about 2x cheaper to score, tools/bench/scoring.py)
+#   causal      paper with model.causal=true: every temporal convolution sees only the past, so the
+#               model streams with state (audioclf/models/streaming.py)
+#   noise_causal  noise with model.causal=true: the shipped recipe, streamable with state
 # ARMS="noise small" trains only those arms (evaluate.py scores every checkpoint runs.csv lacks).
 # then evaluate.py scores every checkpoint on the same streams and summarize.py writes results.md.
 #   experiments/kws_stream/run.sh [extra overrides]
@@ -19,7 +22,7 @@ source "$(dirname "$0")/../common.sh"
 EPOCHS="${EPOCHS:-20}"
 SEEDS="${SEEDS:-0 1 2}"
 SC_ROOT="${SC_ROOT:-../shared/data/speech_commands_sample}"
-ARMS="${ARMS:-paper stream noise kws_stream small}"
+ARMS="${ARMS:-paper stream noise kws_stream small causal noise_causal}"
 RUNS="logs/multiruns/kws_stream/$STAMP"
 sc="data=speech_commands data.root=$SC_ROOT data.download=false data.labels=kws12"
 DATA_ARGS="$sc"  # what finish writes into run_info.txt
@@ -35,7 +38,11 @@ for seed in $SEEDS; do
         "stream_calibration.enabled=false"  # evaluate.py calibrates every arm alike
     echo "small-s$seed seed=$seed $sc experiment=kws_stream model.width=1.5 trainer.max_epochs=$EPOCHS" \
         "$windows stream_calibration.enabled=false"
+    echo "causal-s$seed seed=$seed $sc model=bcresnet model.causal=true trainer.max_epochs=$EPOCHS test_ckpt=last"
+    echo "noise_causal-s$seed seed=$seed $sc experiment=kws_stream model.causal=true trainer.max_epochs=$EPOCHS" \
+        "augment.stream_cut_prob=0 augment.stream_anywhere=false stream_calibration.enabled=false"
 done | grep -E "^($(echo "$ARMS" | tr ' ' '|'))-s" | run_queue kws_stream
+if [[ -n "${TRAIN_ONLY:-}" ]]; then exit 0; fi
 "$PYTHON" experiments/kws_stream/evaluate.py "$RUNS" "$SC_ROOT"
 "$PYTHON" experiments/kws_stream/summarize.py
 finish kws_stream
