@@ -26,7 +26,6 @@ from torch import nn
 
 from audioclf.errors import UserError
 from audioclf.lit.module import AudioClassifier
-from audioclf.streaming.runtime import StreamingClassifier, state_example
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -200,15 +199,3 @@ def export(
     sidecar(path).write_text(json.dumps(metadata(model, fmt), indent=2))
     return path, dynamic
 
-
-def export_streaming_onnx(stream: StreamingClassifier, path: str | Path, opset: int = 18) -> Path:
-    """One hop of a stateful stream as an ONNX graph: inputs chunk (1, hop), samples, ring; outputs
-    probabilities, samples_out, ring_out (feed them back as the next hop's samples and ring)."""
-    path = Path(path)
-    with quiet():
-        program = torch.onnx.export(
-            stream.eval(), state_example(stream), dynamo=True, opset_version=opset, verbose=False,
-            input_names=["chunk", "samples", "ring"], output_names=["probabilities", "samples_out", "ring_out"],
-        )
-        program.save(str(path))
-    return path

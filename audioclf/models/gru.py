@@ -17,10 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from audioclf.models.registry import register
+from audioclf.models.streaming import CausalConv1d, StatefulGRU, pool_steps
 
 
 class _ConvGruEncoder(nn.Module):
-    """Conv1D -> BN -> ReLU -> drop -> [GRU -> drop -> BN] x 2 -> drop: (B, steps, hidden)."""
+    """Conv1D -> BN -> ReLU -> drop -> [GRU -> drop -> BN] x 2 -> drop: (B, steps, hidden).
+
+    Causal as posted (a valid convolution, unidirectional GRUs), so it streams with state: the
+    convolution keeps its last input frames, the GRUs their hidden states (models/streaming.py)."""
 
     def __init__(self, input_shape: tuple[int, ...], conv_channels: int, kernel_size: int,
                  stride: int, hidden: int, dropout: float):
@@ -29,11 +33,11 @@ class _ConvGruEncoder(nn.Module):
         if frames < kernel_size:
             raise ValueError(f"kernel_size={kernel_size} is more than the {frames} frames the features give: "
                              "lower it or use longer clips")
-        self.conv = nn.Conv1d(channels * bands, conv_channels, kernel_size, stride)
+        self.conv = CausalConv1d(channels * bands, conv_channels, kernel_size, stride, clip_pad=0)
         self.conv_norm = nn.BatchNorm1d(conv_channels)
-        self.gru1 = nn.GRU(conv_channels, hidden, batch_first=True)
+        self.gru1 = StatefulGRU(conv_channels, hidden, batch_first=True)
         self.norm1 = nn.BatchNorm1d(hidden)
-        self.gru2 = nn.GRU(hidden, hidden, batch_first=True)
+        self.gru2 = StatefulGRU(hidden, hidden, batch_first=True)
         self.norm2 = nn.BatchNorm1d(hidden)
         self.drop = nn.Dropout(dropout)
 
@@ -97,12 +101,13 @@ class Gru(nn.Module):
         self.pool = pool
         self.classifier = nn.Linear(hidden, num_classes)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        steps = self.encoder(features)
-        if self.pool == "mean":
-            pooled = steps.mean(dim=1)
-        elif self.pool == "max":
-            pooled = steps.amax(dim=1)
-        else:
-            pooled = steps[:, -1]
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, hidden, steps): the GRU's outputs, before pooling over time."""
+        return self.encoder(features).transpose(1, 2)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.classifier(pooled)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classify(pool_steps(self.embed(features), self.pool))
+

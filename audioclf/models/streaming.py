@@ -12,8 +12,8 @@ Time is the last axis everywhere. A stateful layer has two modes:
 
 A streamable backbone splits its forward in two: `embed(features) -> (B, D, steps)`, the
 per-step embeddings before pooling over time (causal: step j sees frames up to its own), and
-`classify(pooled (B, D)) -> logits`, with `pool` naming how a clip's steps are pooled ("mean" or
-"last"). `StatefulBackbone` keeps the last clip's worth of embeddings as its pooling state, so
+`classify(pooled (B, D)) -> logits`, with `pool` naming how a clip's steps are pooled ("mean",
+"max" or "last"). `StatefulBackbone` keeps the last clip's worth of embeddings as its pooling state, so
 each hop's logits are the clip model's pooling over the latest window of steps. States are
 explicit inputs and outputs of `StatefulBackbone.forward`, so the step exports to ONNX.
 
@@ -23,6 +23,7 @@ sees up to its receptive field of real past where training had zeros (kws_stream
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -68,7 +69,8 @@ def carrying(model: nn.Module, states: Sequence[torch.Tensor] | None) -> Iterato
         for layer in layers:
             layer.carried = None
     if carry.pending:
-        raise ValueError(f"{len(carry.pending)} states were not used: pass exactly the states the previous hop returned")
+        raise ValueError(f"{len(carry.pending)} states were not used: "
+                         "pass exactly the states the previous hop returned")
 
 
 class _CausalConv(Stateful):
@@ -126,6 +128,66 @@ class StatefulGRU(Stateful, nn.GRU):
         return output, hidden
 
 
+TAPS_MAX_FRAMES = 16  # depthwise convolutions over at most this many frames run as shifted products
+
+
+def depthwise_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+                   padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+    """F.conv2d(x, weight, bias, stride, padding, dilation, groups=channels) as a sum of shifted products.
+
+    Written out because on a hop's few frames oneDNN's per-call cost of a depthwise convolution is
+    about 50 us (60 channels x 20 bands x 2 frames), several times the arithmetic; the products
+    also fuse under torch.compile and export to ONNX as plain slices."""
+    (kf, kt), (sf, st), (df, dt) = weight.shape[-2:], stride, dilation
+    x = F.pad(x, (padding[1], padding[1], padding[0], padding[0])) if any(padding) else x
+    bands = (x.shape[2] - (kf - 1) * df - 1) // sf + 1
+    frames = (x.shape[3] - (kt - 1) * dt - 1) // st + 1
+    out = None
+    for i in range(kf):
+        for j in range(kt):
+            shifted = x[:, :, i * df : i * df + (bands - 1) * sf + 1 : sf, j * dt : j * dt + (frames - 1) * st + 1 : st]
+            term = shifted * weight[None, :, 0, i : i + 1, j : j + 1]
+            out = term if out is None else out + term
+    return out if bias is None else out + bias[None, :, None, None]
+
+
+class _Taps:
+    """Mixin: a depthwise Conv2d that computes short inputs by `depthwise_taps`."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if x.shape[-1] > TAPS_MAX_FRAMES:
+            return super()._conv_forward(x, weight, bias)
+        return depthwise_taps(x, weight, bias, self.stride, self.padding, self.dilation)
+
+
+class _TappedConv2d(_Taps, nn.Conv2d):
+    pass
+
+
+class _TappedCausalConv2d(_Taps, CausalConv2d):
+    pass
+
+
+def with_taps(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose depthwise Conv2d layers compute a hop's few frames by shifted products
+    (same parameters, same results within float rounding)."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        depthwise = isinstance(module, nn.Conv2d) and module.groups == module.in_channels == module.out_channels > 1
+        if depthwise and module.padding_mode == "zeros" and type(module) in (nn.Conv2d, CausalConv2d):
+            module.__class__ = _TappedCausalConv2d if isinstance(module, CausalConv2d) else _TappedConv2d
+    return model
+
+
+def pool_steps(steps: torch.Tensor, pool: str) -> torch.Tensor:
+    """(B, D, steps) -> (B, D) by mean, max or the last step."""
+    if pool == "mean":
+        return steps.mean(dim=-1)
+    if pool == "max":
+        return steps.amax(dim=-1)
+    return steps[..., -1]
+
+
 def why_not_stateful(backbone: nn.Module) -> str | None:
     """None when the backbone can stream with state; else one line: which layer, and why not."""
     reason = getattr(backbone, "stateless_reason", None)
@@ -141,25 +203,27 @@ class StatefulBackbone(nn.Module):
 
     `start(features)` primes the stream on a clip's frames (equal to the clip model on them);
     `forward(frames, *states) -> (logits, *states)` feeds the hop's new frames. The last state is
-    the pooling window: the embeddings of the latest `steps` steps, a clip's worth."""
+    the pooling window: the embeddings of the latest `steps` steps, a clip's worth, zeros for steps
+    before the stream began (so every state keeps its shape from the first hop on). It runs a copy of
+    the backbone whose depthwise convolutions compute a hop's few frames as shifted products."""
 
     def __init__(self, backbone: nn.Module, input_shape: Sequence[int]):
         super().__init__()
         reason = why_not_stateful(backbone)
         if reason:
             raise ValueError(reason)
-        self.backbone = backbone.eval()
+        self.backbone = with_taps(backbone).eval()
+        self.input_shape = tuple(input_shape)
         with torch.no_grad():
             self.steps = int(backbone.embed(torch.zeros(1, *input_shape)).shape[-1])
 
     def logits(self, window: torch.Tensor) -> torch.Tensor:
-        pooled = window.mean(dim=-1) if self.backbone.pool == "mean" else window[..., -1]
-        return self.backbone.classify(pooled)
+        return self.backbone.classify(pool_steps(window, self.backbone.pool))
 
     def start(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with carrying(self.backbone, None) as carry:
             steps = self.backbone.embed(features)
-        window = steps[..., -self.steps :]
+        window = F.pad(steps, (max(0, self.steps - steps.shape[-1]), 0))[..., -self.steps :]
         return (self.logits(window), *carry.given, window)
 
     def embed(self, frames: torch.Tensor, states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -39,7 +39,7 @@ from audioclf.data.io import read_audio, resample
 from audioclf.errors import UserError
 from audioclf.lit.module import AudioClassifier
 from audioclf.lit.precision import inference_autocast
-from audioclf.streaming.runtime import CannotStream, streamed_probabilities
+from audioclf.streaming.runtime import CannotStream, stateless_reason, streamed_probabilities
 
 IGNORED = ("_silence_", "_unknown_", "_background_noise_")
 DEFAULT_THRESHOLD = 0.6  # threshold=null and no per-keyword threshold in the checkpoint
@@ -97,8 +97,10 @@ def window_probabilities(
     precision: str = "32-true",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(window starts in samples, (windows, classes) probabilities); quiet windows get all zeros.
-    `stream_mode=stateful` computes them as audioclf/streaming/runtime.py streams (each frame once, equal
-    to windowed), falling back to windowed, with one line on stderr, where the model cannot stream.
+    `stream_mode=stateful` computes them as audioclf/streaming/runtime.py streams: each frame once, and for a
+    backbone that streams with state (model.causal=true) each backbone step once, its layers carrying the
+    stream's past (equal to the live stream, not to windowed); falling back, with one line on stderr, to the
+    backbone on each window (or to windowed) where the model cannot.
     `precision`: Lightning's name of the precision the model computes in (bf16-mixed: autocast)."""
     device = device or torch.device("cpu")
     model = model.to(device).eval()
@@ -132,6 +134,9 @@ def stateful_probabilities(model: AudioClassifier, samples: np.ndarray, starts: 
     except CannotStream as error:
         say_once(f"info: stream_mode=stateful: {error}; streaming windowed instead")
         return False
+    reason = stateless_reason(model.backbone)
+    if reason:
+        say_once(f"info: stream_mode=stateful: {reason}; the frontend streams, the backbone runs on each window")
     return True
 
 

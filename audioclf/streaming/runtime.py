@@ -19,10 +19,16 @@ transposed layout, where `per_band` is per frame position, to the assembled wind
 stream: a hop that is not a multiple of the frame hop, time pooling in phased_stft, a transform
 not known to be frame-wise, a per-clip normalization (`utterance`, `cmvn`).
 
-No registered backbone keeps state between hops with outputs equal to the windowed model
-(WINDOWED_BACKBONES says why, per backbone): `StreamingClassifier` runs the backbone on the
-buffered frames of the whole window every hop, so a hop costs one hop of frontend work plus
-one window of backbone work.
+Backbones that stream with state (models/streaming.py: causal convolutions, carried GRU states, the
+pooling window as state; `bcresnet`/`dscnn` with model.causal=true, `gru`) run as a
+`StatefulClassifier`: a hop computes its new frames through the frontend, uncentred (`FrameStream`:
+a frame is computed once its last sample has arrived) and through every backbone layer, so a hop
+costs a hop of work. Its output equals one causal pass over every frame of the stream so far, not
+the windowed model: the layers hear up to their receptive field of real past where a clip had zeros.
+Offline, `recording_probabilities` makes that pass over a whole recording in long chunks. Any other
+backbone (WINDOWED_BACKBONES or its own `stateless_reason` says why) runs as a
+`StreamingClassifier`: the frontend keeps state, the backbone runs on the buffered frames of the
+whole window every hop, with outputs equal to the windowed model.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ import torchaudio.transforms as T
 from torch import nn
 
 from audioclf.audio.frontends import Frontend, InputNorm, LogMel, Mfcc, PhasedStft, RawPowerMel, Stft, Waveform
+from audioclf.models import BACKBONES
+from audioclf.models.streaming import StatefulBackbone, _CausalConv, pool_steps, why_not_stateful
 
 
 class CannotStream(ValueError):
@@ -47,23 +55,33 @@ class CannotStream(ValueError):
 
 SPECTRAL = (Stft, LogMel, Mfcc, RawPowerMel)  # a torchaudio Spectrogram, then per-frame mel / log / DCT
 
-# backbone -> why it runs on the whole window's frames every hop instead of keeping state
+# backbone -> why it cannot keep state between hops (streamable ones say it themselves: `stateless_reason`)
 WINDOWED_BACKBONES = {
     "tf_cnn": "resizes the whole window to 32 x 32 (bilinear), so every output mixes every frame",
-    "gru_seq2seq": "its GRUs start from a zero state at the window's first frame",
-    "gru": "its GRUs start from a zero state at the window's first frame",
-    "lstm_fsdd": "its LSTM starts from a zero state at the window's first frame",
+    "gru_seq2seq": "the posted form averages a sigmoid per frame and has no embed/classify split: "
+                   "its fixed form, model=gru, streams with state",
+    "lstm_fsdd": "its LSTM's last step over the window is the output and it has no embed/classify split",
     "cnn_baseline": "flattens the conv maps into a Linear: a weight per frame position",
     "crnn": "its LSTM steps over channels, the pooled time axis is its input (a weight per position)",
     "parallel_cnn_lstm": "flattens into a Linear and its biLSTM steps over mel bands",
     "phase2d": "zero-padded 3x3 convs and max-pooling over the window, then a mean over it",
     "phase3d": "zero-padded strided 3D convs over the window, then a mean over it",
-    "bcresnet": "'same'-padded temporal convs see +-58 frames (of 101), then a mean over time: "
-                "every frame's output depends on the window's edges",
     "kwt": "self-attention over all frames with a learned embedding per frame position",
     "matchboxnet": "'same'-padded convs see +-75 frames (of 101), then a mean over time: "
                    "every frame's output depends on the window's edges",
 }
+
+
+def backbone_name(backbone: nn.Module) -> str:
+    return next((name for name, cls in BACKBONES.items() if type(backbone) is cls), type(backbone).__name__)
+
+
+def stateless_reason(backbone: nn.Module) -> str | None:
+    """None when the backbone streams with state; else one line naming it and why not."""
+    name = backbone_name(backbone)
+    if name in WINDOWED_BACKBONES:
+        return f"{name}: {WINDOWED_BACKBONES[name]}"
+    return why_not_stateful(backbone)
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,16 @@ def frame_transform(transform: nn.Module) -> tuple[nn.Module, bool]:
     return clone, transposed
 
 
+def check_fixed_norm(frontend: Frontend) -> None:
+    """CannotStream unless the input normalization applies fixed statistics frame by frame."""
+    if not isinstance(frontend.norm, InputNorm):
+        raise CannotStream(f"normalization {type(frontend.norm).__name__} is not known to use fixed "
+                           "statistics: it cannot stream")
+    if frontend.norm.mode in InputNorm.PER_CLIP:
+        raise CannotStream(f"normalize={frontend.norm.mode} standardizes each window by its own statistics, "
+                           "so a frame's features change with the window")
+
+
 def check_hop(framing: Framing, hop: int, rate: int | None = None) -> int:
     """Frames per hop; CannotStream if the hop is not a whole number of frame hops."""
     if hop < 1 or hop % framing.hop:
@@ -153,12 +181,7 @@ class StreamingFrontend(nn.Module):
 
     def __init__(self, frontend: Frontend, window: int, hop: int, sample_rate: int | None = None):
         super().__init__()
-        if not isinstance(frontend.norm, InputNorm):
-            raise CannotStream(f"normalization {type(frontend.norm).__name__} is not known to use fixed "
-                               "statistics: it cannot stream")
-        if frontend.norm.mode in InputNorm.PER_CLIP:
-            raise CannotStream(f"normalize={frontend.norm.mode} standardizes each window by its own statistics, "
-                               "so a frame's features change with the window")
+        check_fixed_norm(frontend)
         self.framing = framing_of(frontend.transform, window)
         self.steps = check_hop(self.framing, hop, sample_rate)
         self.window, self.hop = window, hop
@@ -331,6 +354,121 @@ class StreamingClassifier(nn.Module):
         return self.probabilities(torch.stack(features))
 
 
+class FrameStream(nn.Module):
+    """The frontend on an endless stream: each chunk of samples -> its new frames, uncentred (a frame
+    is computed once its last sample has arrived and never changes). State: the samples the next
+    frame still needs."""
+
+    def __init__(self, frontend: Frontend, window: int, hop: int, sample_rate: int | None = None):
+        super().__init__()
+        check_fixed_norm(frontend)
+        framing = framing_of(frontend.transform, window)
+        self.steps = check_hop(framing, hop, sample_rate)
+        self.transform, transposed = frame_transform(frontend.transform)
+        if transposed:
+            raise CannotStream("librosa's (frames, mels) layout normalizes per frame position of the window: "
+                               "it cannot stream with state")
+        self.norm, self.n_fft, self.frame_hop, self.hop = frontend.norm, framing.n_fft, framing.hop, hop
+
+    def frames_in(self, samples: int) -> int:
+        """Frames complete after `samples` samples of a stream."""
+        return max(0, (samples - self.n_fft) // self.frame_hop + 1)
+
+    def forward(self, chunk: torch.Tensor, samples: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """chunk (B, n) and the state (None: the stream starts) -> (frames (B, C, F, k), state)."""
+        buffered = chunk if samples is None else torch.cat([samples, chunk], dim=1)
+        count = self.frames_in(buffered.shape[1])
+        frames = self.norm(self.transform(buffered[:, : (count - 1) * self.frame_hop + self.n_fft]))
+        return frames, buffered[:, count * self.frame_hop :]
+
+
+class StatefulClassifier(nn.Module):
+    """Samples in, class probabilities out, with every layer keeping state: each hop computes only
+    its new frames through the frontend and the backbone (models/streaming.py).
+
+    `forward(chunk, samples, *states) -> (probabilities, samples, *states)` is one hop (the ONNX
+    graph's signature); `start(window)` primes the stream on its first window. A hop's output
+    equals one pass of the causal backbone over every frame of the stream so far, pooled over the
+    last clip's worth of steps (tests/streaming/test_stateful.py)."""
+
+    def __init__(self, frontend: Frontend, backbone: nn.Module, window: int, hop: int,
+                 sample_rate: int | None = None):
+        super().__init__()
+        reason = stateless_reason(backbone)
+        if reason:
+            raise CannotStream(reason)
+        self.frames = FrameStream(frontend, window, hop, sample_rate)
+        self.backbone = StatefulBackbone(backbone, frontend.output_shape(window))
+        self.window, self.hop = window, hop
+        stride = self.step_stride()
+        if self.frames.steps % stride:
+            fitting = stride * max(1, self.frames.steps // stride)
+            raise CannotStream(f"a hop of {self.frames.steps} frames is not a multiple of the backbone's time "
+                               f"stride ({stride} frames): use a hop of {fitting} frames")
+        self.eval()
+
+    def start(self, window: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        frames, samples = self.frames(window, None)
+        logits, *states = self.backbone.start(frames)
+        return (logits.float().softmax(dim=-1), samples, *states)
+
+    def forward(self, chunk: torch.Tensor, samples: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        frames, samples = self.frames(chunk, samples)
+        logits, *states = self.backbone(frames, *states)
+        return (logits.float().softmax(dim=-1), samples, *states)
+
+    def steps_after(self, frames: int) -> int:
+        """Backbone steps complete after `frames` frames of a stream: the clip model's own count."""
+        with torch.no_grad():
+            probe = torch.zeros(1, *self.backbone.input_shape[:-1], frames)
+            return int(self.backbone.backbone.embed(probe).shape[-1])
+
+    def step_counts(self, frame_counts: np.ndarray) -> np.ndarray:
+        """`steps_after` for many counts: a causal stack with time stride S emits one step per S frames, so
+        the counts are probed once per phase and extended linearly."""
+        base = max(int(frame_counts.min()), self.backbone.steps)
+        stride = self.step_stride()
+        probed = np.array([self.steps_after(base + phase) for phase in range(stride)])
+        offset = frame_counts - base
+        return probed[offset % stride] + offset // stride
+
+    def step_stride(self) -> int:
+        return math.prod(m.time_stride for m in self.backbone.modules() if isinstance(m, _CausalConv))
+
+    @torch.no_grad()
+    def recording_probabilities(self, recording: torch.Tensor, ends: np.ndarray,
+                                chunk_hops: int = 200) -> torch.Tensor:
+        """(len(ends), classes): the probabilities the stream outputs when sample `ends[i]` of a 1-D
+        recording has arrived, computed in one causal pass over the recording in long chunks (each
+        frame and each backbone step once; the pooling over the last clip's steps by a running sum)."""
+        chunk = max(chunk_hops * self.hop, self.window)  # a first chunk shorter than a kernel would emit nothing
+        samples, states, steps = None, None, []
+        for first in range(0, recording.shape[0], chunk):
+            frames, samples = self.frames(recording[None, first : first + chunk], samples)
+            if frames.shape[-1]:
+                embedded, states = self.backbone.embed(frames, states)
+                steps.append(embedded[0].float())
+        embeddings = torch.cat(steps, dim=-1)                                   # (D, steps)
+        counts = self.step_counts(np.array([self.frames.frames_in(int(end)) for end in ends]))
+        return self.pooled_probabilities(embeddings, torch.from_numpy(counts).to(embeddings.device))
+
+    def pooled_probabilities(self, embeddings: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Probabilities of the pooling windows ending before step `counts[i]`."""
+        first = (counts - self.backbone.steps).clamp(min=0)  # steps before the stream began count as zeros
+        pool = self.backbone.backbone.pool
+        if pool == "mean":
+            total = F.pad(embeddings.double().cumsum(dim=-1), (1, 0))          # total[:, j] = sum of steps < j
+            pooled = ((total[:, counts] - total[:, first]) / self.backbone.steps).T.float()
+        elif pool == "last":
+            pooled = embeddings[:, counts - 1].T
+        else:
+            padded = F.pad(embeddings, (self.backbone.steps, 0))
+            pooled = torch.stack([pool_steps(padded[None, :, end : end + self.backbone.steps], pool)[0]
+                                  for end in counts.tolist()])
+        logits = torch.cat([self.backbone.backbone.classify(rows) for rows in pooled.split(4096)])
+        return logits.float().softmax(dim=-1)
+
+
 def grid_runs(starts: list[int], hop: int, window: int) -> list[list[int]]:
     """Indices of the starts on the hop grid, in runs whose neighbours are less than a window apart
     (framing the gap between two runs would cost more than framing their windows apart)."""
@@ -351,25 +489,26 @@ def from_classifier(model: nn.Module, hop: int) -> StreamingClassifier:
                                int(model.hparams.sample_rate)).to(next(model.parameters()).device)
 
 
-def state_example(stream: StreamingClassifier, batch: int = 1,
-                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(chunk, samples, ring) of the right shapes, primed on a random window."""
-    generator = torch.Generator().manual_seed(seed)
-    window = 0.1 * torch.randn(batch, stream.frontend.window + stream.frontend.hop, generator=generator)
-    with torch.no_grad():
-        _, samples, ring = stream.start(window[:, : stream.frontend.window])
-    return window[:, stream.frontend.window :], samples, ring
-
-
 @torch.no_grad()
 def streamed_probabilities(model: nn.Module, samples: np.ndarray, starts: np.ndarray, hop: int,
                            batch_size: int = 64) -> np.ndarray:
     """(len(starts), classes) probabilities of an AudioClassifier's windows of `samples` (1-D float) at
-    `starts` (multiples of `hop`, and any others), computed as the stream computes them: each frame of
-    the recording once, the backbone in batches of windows. ValueError if the model cannot stream."""
-    stream = from_classifier(model, hop)
+    `starts` (multiples of `hop`, and any others), computed as the stream computes them. A backbone that
+    streams with state (`stateless_reason` None) makes one causal pass over the recording and gives,
+    per window, what the live stream outputs when the window's last sample arrives; any other runs on
+    each window's buffered frames, in batches. CannotStream if the frontend cannot stream."""
     device = next(model.parameters()).device
     recording = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).to(device)
+    if stateless_reason(model.backbone) is None:
+        stream = stateful_from_classifier(model, hop)
+        return stream.recording_probabilities(recording, np.asarray(starts) + stream.window).cpu().numpy()
+    stream = from_classifier(model, hop)
     found = [stream.probabilities_at(recording, starts[first : first + batch_size]).cpu().numpy()
              for first in range(0, len(starts), batch_size)]
     return np.concatenate(found) if found else np.zeros((0, len(model.class_names)), dtype=np.float32)
+
+
+def stateful_from_classifier(model: nn.Module, hop: int) -> StatefulClassifier:
+    """The stateful streaming form of an AudioClassifier whose backbone streams with state."""
+    return StatefulClassifier(model.frontend, model.backbone, int(model.hparams.num_samples), hop,
+                              int(model.hparams.sample_rate)).to(next(model.parameters()).device)

@@ -8,6 +8,10 @@ audioclf-export ckpt_path=<file.ckpt> format=onnx quantize=int8 also writes `mod
 onnxruntime static quantization (QDQ), calibrated on training clips of the checkpoint's data, and
 prints test accuracy, file size and CPU latency of fp32 vs int8 side by side.
 
+audioclf-export ckpt_path=<file.ckpt> format=onnx streaming=true [stream_hop=0.02] writes one hop of a
+stream, its states as inputs and outputs (`audioclf/deploy/streaming.py`), and replays 50 hops of it in
+onnxruntime against PyTorch.
+
 This module reads the config; the export and quantization themselves are `audioclf/deploy/`.
 """
 
@@ -23,9 +27,11 @@ from audioclf.config import to_dict
 from audioclf.data.datamodule import AudioDataModule
 from audioclf.deploy.export import FORMATS, check_format, example_input, export, max_logit_difference, sidecar
 from audioclf.deploy.int8 import compare, comparison_table, export_int8, int8_path, sample_clips
+from audioclf.deploy.streaming import export_streaming, replay_difference, streaming_form
 from audioclf.errors import UserError
 from audioclf.lit.checkpoints import load_classifier
 from audioclf.lit.module import AudioClassifier
+from audioclf.streaming.runtime import CannotStream
 
 QUANTIZE = ("int8",)
 
@@ -36,6 +42,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_format(fmt)
     check_quantize(cfg.get("quantize"), fmt)
     output = cfg.get("output") or Path(cfg.paths.output_dir) / f"model{FORMATS[fmt]}"
+    if cfg.get("streaming", False):
+        return run_streaming(cfg, model, fmt, Path(output))
     if cfg.get("quantize"):
         return run_int8(cfg, model, Path(output))
     path, dynamic = export(model, fmt, output, int(cfg.get("opset", 18)))
@@ -49,6 +57,37 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         result["max_abs_diff"] = max_logit_difference(model, path, fmt, batch=3 if dynamic else 1)
         print(f"check: max |logit difference| against PyTorch = {result['max_abs_diff']:.2e}")
     return result
+
+
+def run_streaming(cfg: DictConfig, model: AudioClassifier, fmt: str, output: Path) -> dict[str, Any]:
+    if fmt != "onnx":
+        raise UserError(f"streaming=true exports an ONNX step with its states as inputs and outputs: "
+                        f"use format=onnx, not {fmt}")
+    if cfg.get("quantize"):
+        raise UserError("streaming=true and quantize=int8 do not combine yet: export one or the other")
+    hop = stream_hop_samples(cfg, model)
+    try:
+        result = export_streaming(model, output, hop, int(cfg.get("opset", 18)))
+    except CannotStream as error:
+        raise UserError(f"streaming=true: {error}") from None
+    if result["reason"]:
+        print(f"info: {result['reason']}; exported with the frontend's state only (the backbone runs on the "
+              "window's frames every hop)")
+    print(f"wrote {result['path']} (one hop of {hop} samples; inputs chunk, samples and {result['states']} "
+          f"state tensor(s), outputs probabilities and the next states; shapes in {sidecar(Path(result['path']))})")
+    if cfg.get("check", True):
+        result["max_abs_diff"] = replay_difference(streaming_form(model, hop)[0], result["path"])
+        print(f"check: 50 hops in onnxruntime, max |probability difference| against PyTorch = "
+              f"{result['max_abs_diff']:.2e}")
+    return result
+
+
+def stream_hop_samples(cfg: DictConfig, model: AudioClassifier) -> int:
+    seconds = float(cfg.get("stream_hop", 0.02))
+    hop = int(round(seconds * int(model.hparams.sample_rate)))
+    if hop < 1:
+        raise UserError(f"stream_hop={seconds} is under one sample: give seconds, e.g. stream_hop=0.02")
+    return hop
 
 
 def check_quantize(quantize: Any, fmt: str) -> None:
