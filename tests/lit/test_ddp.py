@@ -80,6 +80,46 @@ def test_slurm_launcher_config_composes(tmp_path):
     assert cfg.trainer.use_distributed_sampler is False
 
 
+# Hydra's multirun through the submitit_slurm launcher and submitit's SlurmExecutor, unchanged but for
+# what a machine without SLURM cannot do: find srun, run `sbatch <script>` (answered as sbatch would)
+# and wait for the jobs' results.
+SUBMIT_WITHOUT_SLURM = """
+import sys
+from hydra.core.utils import JobReturn, JobStatus
+from submitit.slurm import slurm
+slurm.SlurmExecutor.affinity = classmethod(lambda cls: 1)
+slurm.SlurmExecutor._make_submission_command = lambda self, path: [
+    sys.executable, "-c", "print('Submitted batch job 4242')"]
+slurm.SlurmJob.results = lambda self: [JobReturn(status=JobStatus.COMPLETED, _return_value=None)]
+from audioclf import cli
+cli.train()
+"""
+
+
+def test_the_slurm_launcher_renders_an_sbatch_array_for_a_multi_node_sweep(tmp_path):
+    """What `python train.py -m hydra/launcher=submitit_slurm ...` hands to sbatch: one array of two
+    jobs, each 2 nodes x 4 GPUs, one task per GPU, and every task running the pickled Hydra job."""
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-c", SUBMIT_WITHOUT_SLURM, "-m", "hydra/launcher=submitit_slurm", "seed=0,1",
+            "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", "hydra.launcher.nodes=2",
+            "hydra.launcher.gpus_per_node=4", "hydra.launcher.tasks_per_node=4", "hydra.launcher.timeout_min=90",
+            "hydra.launcher.partition=gpu", f"hydra.sweep.dir={sweep}"]
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    (script,) = list((sweep / ".submitit").rglob("*_submission.sh"))
+    text = script.read_text()
+    flags = dict(line[len("#SBATCH --"):].split("=", 1) for line in text.splitlines() if line.startswith("#SBATCH --"))
+    assert flags["nodes"] == "2" and flags["gpus-per-node"] == "4" and flags["ntasks-per-node"] == "4"
+    assert flags["time"] == "90" and flags["partition"] == "gpu" and flags["array"] == "0-1%2"
+    assert flags["job-name"] == "train" and flags["cpus-per-task"] == "8" and flags["mem"] == "32GB"
+    assert f"{sys.executable} -u -m submitit.core._submit" in text and "srun" in text
+    import submitit
+
+    jobs = [submitit.helpers.DelayedSubmission.load(path) for path in (sweep / ".submitit").rglob("*_submitted.pkl")]
+    overrides = sorted(tuple(job.args[0]) for job in jobs)
+    assert [o for o in overrides if "seed=0" in o] and [o for o in overrides if "seed=1" in o] and len(jobs) == 2
+
+
 @pytest.mark.slow
 def test_a_submitit_sweep_runs_each_job_in_its_own_process(tmp_path):
     """The SLURM launcher's code path (submitit pickles the task, a job process unpickles and runs it)
