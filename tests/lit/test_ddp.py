@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import subprocess
 import sys
 
@@ -175,3 +177,59 @@ def test_two_cpu_processes_make_one_run_dir_and_one_set_of_logs(tmp_path):
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["global_step"] == 2 * 4  # each rank took half of the 8 batches per epoch
     assert result.stdout.count("Test report") == 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# tf_cnn has no BatchNorm (whose statistics are per rank) and, with its dropouts at 0, no random draws:
+# two ranks on batches of 16 then take the same optimizer steps as one process on batches of 32 (in float32:
+# bf16 autocast, precision=auto on a CPU with bf16, rounds differently when the batch differs)
+MULTI_NODE = ["data=synthetic", "data.train_per_class=16", "data.val_per_class=3", "data.test_per_class=3",
+              "model=tf_cnn", "model.dropout_conv=0", "model.dropout_dense=0", "augment=none", "optim=sgd",
+              "optim.lr=0.05", "scheduler=none", "trainer.max_epochs=2", "trainer.accelerator=cpu",
+              "trainer.enable_progress_bar=false", "trainer.deterministic=true", "trainer.precision=32-true", "seed=3"]
+WEIGHT_TOLERANCE = 1e-5  # the two runs sum the same gradients in another order
+
+
+@pytest.mark.slow
+def test_two_nodes_under_torchrun_match_one_process(tmp_path):
+    """`torchrun --nnodes=2 --nproc_per_node=1` on one machine, as two nodes each start it: one run
+    folder, one set of logs, and the weights and metrics of one process on the same data with the
+    two ranks' batches as one."""
+    run, single = tmp_path / "ddp", tmp_path / "single"
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = [*MULTI_NODE, f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+             f"--node_rank={rank}", "--master_addr=127.0.0.1", f"--master_port={port}", "train.py",
+             "trainer=ddp", "trainer.devices=1", "trainer.num_nodes=2", "data.batch_size=16",
+             f"hydra.run.dir={run}", *common],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    for rank, (node, output) in enumerate(zip(nodes, outputs, strict=True)):
+        assert node.returncode == 0, f"node {rank}:\n{output[-4000:]}"
+    result = subprocess.run([sys.executable, "train.py", "data.batch_size=32", f"hydra.run.dir={single}", *common],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    assert sorted(p.name for p in run.glob("*.log")) == ["train.log"]
+    assert "train/" in (run / "train.log").read_text() or (run / "train.log").stat().st_size > 0  # rank 0 kept it
+    events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and len({path.name.split(".")[-2] for path in events}) == 1  # one process wrote
+    assert sum(output.count("Test report") for output in outputs) == 1
+    ddp, one = (torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False) for folder in (run, single))
+    assert ddp["global_step"] == one["global_step"] == 2 * 4  # 128 clips: 4 steps of 2 x 16 or of 32
+    for name, weight in one["state_dict"].items():
+        torch.testing.assert_close(ddp["state_dict"][name], weight, atol=WEIGHT_TOLERANCE, rtol=0)
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (run, single)]
+    for key in ("val/acc", "test/acc", "test/f1_macro"):
+        assert metrics[0][key] == pytest.approx(metrics[1][key], abs=1e-6), key

@@ -165,7 +165,7 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def measure_size(sample: Path, work: Path, clips: int) -> list[dict]:
+def measure_size(sample: Path, work: Path, clips: int, phases: list[str]) -> list[dict]:
     root, cache, run = work / f"sc_{clips}", work / f"cache_{clips}", work / f"run_{clips}"
     for folder in (root, cache, run):
         shutil.rmtree(folder, ignore_errors=True)
@@ -174,25 +174,55 @@ def measure_size(sample: Path, work: Path, clips: int) -> list[dict]:
     print(f"{clips} clips: tree in {time.perf_counter() - started:.1f} s ({listed})", flush=True)
     rows = []
     bank_cmd = [sys.executable, "-m", "tools.bench.full_size", "--phase-bank", str(root), str(cache)]
-    for phase in ("bank", "reopen"):
+    for phase in [p for p in ("bank", "reopen") if p in phases]:
         out, wall, memory = measured(bank_cmd)
         result = json.loads(out.strip().splitlines()[-1])
         rows.append({"clips": clips, "phase": phase, "bank_clips": result["clips"], "index_s": result["index_s"],
                      "seconds": result["bank_s"], "clips_per_s": result["clips"] / result["bank_s"],
                      "wall_s": wall, "cache_mb": folder_bytes(cache) / 2**20, **memory})
         print(rows[-1], flush=True)
-    train_clips = result["train_clips"]
+    if "epoch" in phases:
+        rows.append(epoch_row(root, cache, run, clips, train_clips=result["train_clips"]))
+    for folder in (root, cache, run):
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+def epoch_row(root: Path, cache: Path, run: Path, clips: int, train_clips: int) -> dict:
     out, wall, memory = measured([sys.executable, "train.py", "data=speech_commands", f"data.root={root}",
                                   "data.download=false", "data.labels=all", "trainer.max_epochs=1",
                                   f"paths.cache_dir={cache}", f"hydra.run.dir={run}", *EPOCH_ARGS])
     metrics = json.loads((run / "metrics.json").read_text())
-    rows.append({"clips": clips, "phase": "epoch", "bank_clips": train_clips, "index_s": "",
-                 "seconds": metrics["train_seconds"], "clips_per_s": train_clips / metrics["train_seconds"],
-                 "wall_s": wall, "cache_mb": folder_bytes(cache) / 2**20, **memory})
-    print(rows[-1], flush=True)
-    for folder in (root, cache, run):
-        shutil.rmtree(folder, ignore_errors=True)
-    return rows
+    row = {"clips": clips, "phase": "epoch", "bank_clips": train_clips, "index_s": "",
+           "seconds": metrics["train_seconds"], "clips_per_s": train_clips / metrics["train_seconds"],
+           "wall_s": wall, "cache_mb": folder_bytes(cache) / 2**20, **memory}
+    print(row, flush=True)
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    """The README table: every phase at every size, then each phase's growth from the smallest size to the
+    largest (x: ratio; +: added MB)."""
+    lines = ["| phase | clips | index s | seconds | clips/s | cache MB | peak RSS MB | anon MB | file-backed MB "
+             "| bank pages MB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        index = f"{float(r['index_s']):.2f}" if r["index_s"] != "" else ""
+        lines.append(f"| {r['phase']} | {int(r['bank_clips']):,} | {index} | {float(r['seconds']):.1f} | "
+                     f"{float(r['clips_per_s']):,.0f} | {float(r['cache_mb']):,.0f} | {float(r['VmHWM']):,.0f} | "
+                     f"{float(r['RssAnon']):,.0f} | {float(r['RssFile']):,.0f} | {float(r['bank_pages']):,.0f} |")
+    sizes = sorted({int(r["clips"]) for r in rows})
+    for phase in dict.fromkeys(r["phase"] for r in rows):
+        small, large = ({**r} for size in (sizes[0], sizes[-1]) for r in rows
+                        if r["phase"] == phase and int(r["clips"]) == size)
+        ratio = {key: f"x{float(large[key]) / float(small[key]):.1f}"
+                 for key in ("bank_clips", "seconds", "clips_per_s", "cache_mb")}
+        added = {key: f"{float(large[key]) - float(small[key]):+,.0f}"
+                 for key in ("VmHWM", "RssAnon", "RssFile", "bank_pages")}
+        index = f"x{float(large['index_s']) / float(small['index_s']):.1f}" if small["index_s"] != "" else ""
+        lines.append(f"| {phase}: {sizes[0] // 1000}k -> {sizes[-1] // 1000}k | {ratio['bank_clips']} | {index} | "
+                     f"{ratio['seconds']} | {ratio['clips_per_s']} | {ratio['cache_mb']} | {added['VmHWM']} | "
+                     f"{added['RssAnon']} | {added['RssFile']} | {added['bank_pages']} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -201,15 +231,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 105000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/full_size"), help="trees and caches (deleted)")
     parser.add_argument("--out", type=Path, default=Path("experiments/benchmark/full_size.csv"))
+    parser.add_argument("--phases", nargs="+", default=["bank", "reopen", "epoch"], choices=["bank", "reopen", "epoch"])
+    parser.add_argument("--table", type=Path, help="print the README table of a CSV this wrote, and stop")
     parser.add_argument("--phase-bank", nargs=2, metavar=("ROOT", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.phase_bank:
         print(json.dumps(bank_phase(*args.phase_bank)))
         return
+    if args.table:
+        print(markdown(list(csv.DictReader(args.table.open()))))
+        return
     if args.sample is None or not args.sample.is_dir():
         parser.error(f"--sample {args.sample} is not a folder: give a Speech Commands copy")
     load = os.getloadavg()[0]
-    rows = [row for clips in args.sizes for row in measure_size(args.sample, args.work, clips)]
+    rows = [row for clips in args.sizes for row in measure_size(args.sample, args.work, clips, args.phases)]
     load = f"{load:.2f}-{os.getloadavg()[0]:.2f}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as out:
@@ -218,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         for row in rows:
             writer.writerow({key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}
                             | {"load": load})
+    print(markdown(list(csv.DictReader(args.out.open()))))
     print(f"wrote {args.out}")
 
 
