@@ -222,7 +222,7 @@ def test_two_nodes_under_torchrun_match_one_process(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
     assert sorted(p.name for p in run.glob("*.log")) == ["train.log"]
-    assert "train/" in (run / "train.log").read_text() or (run / "train.log").stat().st_size > 0  # rank 0 kept it
+    assert (run / "train.log").stat().st_size > 0  # rank 0 wrote it, no other rank removed it
     events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and len({path.name.split(".")[-2] for path in events}) == 1  # one process wrote
     assert sum(output.count("Test report") for output in outputs) == 1
