@@ -184,30 +184,32 @@ def test_two_workers_share_one_study(tmp_path, kind):
 
 @pytest.mark.slow
 def test_a_killed_workers_trial_is_failed_and_run_again_by_the_other(tmp_path):
-    """A worker killed mid-trial (SIGKILL: no cleanup) leaves a RUNNING trial whose heartbeat stops;
-    the other worker marks it FAIL after the grace period, runs its parameters again and finishes."""
+    """Two workers; one is killed mid-trial (SIGKILL: no cleanup), leaving a RUNNING trial whose heartbeat
+    stops. The other, out of trials to start, waits; it marks the trial FAIL after the grace period, runs
+    its parameters again and finishes the study."""
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    doomed = start(worker_args(tmp_path, storage, n_trials=2, epochs=30), tmp_path, "doomed")
+    doomed = start(worker_args(tmp_path, storage, n_trials=3, epochs=30), tmp_path, "doomed")  # slow trials
+    survivor = start(worker_args(tmp_path, storage, n_trials=3, epochs=2), tmp_path, "survivor")
     deadline = time.monotonic() + 120
     running = []
     while not running and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.2)
         with contextlib.suppress(Exception):  # the study or its tables may not exist yet
             study = optuna.load_study(study_name="search", storage=storage)
-            running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING and t.params]
+            running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING
+                       and t.user_attrs.get("worker", "").endswith(f":{doomed.pid}") and len(t.params) == 4]
     assert running, (tmp_path / "doomed.log").read_text()[-3000:]
     doomed.kill()
     doomed.wait()
-    survivor = start(worker_args(tmp_path, storage, n_trials=2, epochs=2), tmp_path, "survivor")
     finish(survivor, tmp_path, "survivor")
     study = optuna.load_study(study_name="search", storage=storage)
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     finished = [t for t in study.trials if t.state in FINISHED]
     assert [t.number for t in failed] == [running[0].number]
-    assert len(finished) == 2
+    assert len(finished) == 3
     (retry,) = [t for t in finished if t.system_attrs.get("failed_trial") == running[0].number]
-    assert retry.params == running[0].params  # the same point, run again
+    assert retry.params == failed[0].params  # the same point, run again
     assert all(t.user_attrs["worker"].endswith(f":{survivor.pid}") for t in finished)
     rows = list(csv.DictReader(open(tmp_path / "study" / "trials.csv")))
-    assert sorted(r["state"] == "FAIL" for r in rows) == [False, False, True]
+    assert sorted(r["state"] == "FAIL" for r in rows) == [False, False, False, True]
     assert {r["retry_of"] for r in rows} == {"", str(running[0].number)}
