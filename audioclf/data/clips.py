@@ -186,6 +186,21 @@ def build(folder: Path, key, source, clips, sample_rate, num_samples, skip_bad_f
     staging = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    try:
+        write_staging(staging, key, source, clips, sample_rate, num_samples, skip_bad_files, workers)
+    except BaseException:  # a bad file, a full disk, Ctrl-C: leave no half-written bank (gigabytes at full size)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        staging.replace(folder)
+    except OSError:  # another process put its (identical) bank there first
+        if load_cached(folder, key, sample_rate) is None:
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_staging(staging: Path, key, source, clips, sample_rate, num_samples, skip_bad_files, workers) -> None:
     writer = NpyWriter(staging / "waves.npy", num_samples)
     try:
         labels, skipped = decode(source, clips, sample_rate, num_samples, skip_bad_files, workers, writer)
@@ -203,13 +218,6 @@ def build(folder: Path, key, source, clips, sample_rate, num_samples, skip_bad_f
         "skipped": skipped,
     }
     (staging / "manifest.json").write_text(json.dumps(manifest))
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        staging.replace(folder)
-    except OSError:  # another process put its (identical) bank there first
-        if load_cached(folder, key, sample_rate) is None:
-            raise
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_cached(folder: Path, key: str, sample_rate: int) -> ClipBank | None:

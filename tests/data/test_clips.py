@@ -255,3 +255,12 @@ def test_a_bank_is_built_without_holding_it_in_memory(tmp_path):
     assert bank.waves.nbytes == 600 * length * 2
     held, size = peak / 1e6, bank.waves.nbytes / 1e6
     assert held < size / 8, f"the build held {held:.1f} MB for a {size:.1f} MB bank"
+
+
+def test_a_failed_build_leaves_no_partial_bank(tree, tmp_path):
+    root, _ = tree
+    (root / "no" / "broken.wav").write_bytes(b"RIFF not really a wav")
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match="skip_bad_files"):
+        load_or_build(folder_source(root), "train", RATE, LENGTH, cache)
+    assert not cache.exists() or list(cache.iterdir()) == []
