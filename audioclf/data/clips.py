@@ -1,6 +1,8 @@
 """The clip bank: every clip of a split decoded once into one int16 array.
 
-Decoding, resampling and padding happen here, once per split. The result is
+Decoding, resampling and padding happen here, once per split, each clip written to
+the cache file as it is decoded, so building a bank takes the same memory at 10k
+clips as at 1M (the bank is never one array in this process). The result is
 cached under `cache_dir` as `waves.npy` + `labels.npy` + `manifest.json` and
 memory-mapped by later runs. The cache key covers the clip list (with file
 sizes and modification times), the sample rate and the clip length, so a
@@ -66,17 +68,15 @@ def load_or_build(
             f"the {split} split of data={source.name} is empty: check data.root and data.split"
         )
     if cache_dir is None:
-        waves, labels, _ = decode(source, clips, sample_rate, num_samples, skip_bad_files, workers)
-        return ClipBank(waves, labels, sample_rate)
+        waves = np.zeros((len(clips), num_samples), dtype=np.int16)
+        labels, _ = decode(source, clips, sample_rate, num_samples, skip_bad_files, workers, RowWriter(waves))
+        return ClipBank(waves[: len(labels)], labels, sample_rate)
     key = cache_key(source, clips, sample_rate, num_samples)
     folder = Path(cache_dir) / f"{source.name}-{split}-{sample_rate}hz-{key[:16]}"
     bank = load_cached(folder, key, sample_rate)
     if bank is None:
-        waves, labels, skipped = decode(
-            source, clips, sample_rate, num_samples, skip_bad_files, workers
-        )
         try:
-            save(folder, key, waves, labels, sample_rate, clips, skipped)
+            build(folder, key, source, clips, sample_rate, num_samples, skip_bad_files, workers)
         except OSError as error:
             raise UserError(
                 f"cannot write the clip cache {folder} ({error.strerror or error}): "
@@ -103,8 +103,51 @@ def cache_key(source: Source, clips: list[ClipRef], sample_rate: int, num_sample
     return digest.hexdigest()
 
 
-def decode(source, clips, sample_rate, num_samples, skip_bad_files, workers):
-    """Decode clips in parallel into (int16 waves, int64 labels, skipped paths)."""
+class RowWriter:
+    """Puts decoded clips, in order, into the rows of an in-memory array."""
+
+    def __init__(self, waves: np.ndarray):
+        self.waves, self.rows = waves, 0
+
+    def write(self, wave: np.ndarray) -> None:
+        self.waves[self.rows] = wave
+        self.rows += 1
+
+
+class NpyWriter:
+    """Appends decoded clips to a .npy file through ordinary writes, so a bank of any size is built
+    in constant memory (the page cache holds what the disk has not taken yet, not this process).
+
+    The header's row count is rewritten at the end, when the clips kept are known; its fixed length
+    (HEADER_BYTES) makes that an in-place rewrite."""
+
+    HEADER_BYTES = 128
+
+    def __init__(self, path: Path, num_samples: int):
+        self.file = open(path, "wb")  # closed in finish()
+        self.num_samples, self.rows = num_samples, 0
+        self.file.write(self.header(0))
+
+    def header(self, rows: int) -> bytes:
+        """An npy 1.0 header: magic, version, the length of the rest, the array's dict padded with spaces."""
+        spec = repr({"descr": "<i2", "fortran_order": False, "shape": (rows, self.num_samples)})
+        head = np.lib.format.magic(1, 0) + (self.HEADER_BYTES - 10).to_bytes(2, "little") + spec.encode("latin1")
+        return head.ljust(self.HEADER_BYTES - 1, b" ") + b"\n"
+
+    def write(self, wave: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(wave, dtype="<i2").data)
+        self.rows += 1
+
+    def finish(self) -> None:
+        self.file.seek(0)
+        self.file.write(self.header(self.rows))
+        self.file.close()
+
+
+def decode(source, clips, sample_rate, num_samples, skip_bad_files, workers, writer):
+    """Decode clips in parallel, in order, into `writer`; returns (int64 labels, skipped paths).
+
+    At most a few chunks of decoded clips are held at once, whatever the number of clips."""
 
     def load(clip: ClipRef):
         try:
@@ -115,48 +158,39 @@ def decode(source, clips, sample_rate, num_samples, skip_bad_files, workers):
             return clip, str(error)
         return clip, to_int16(fit_length(resample(samples, rate, sample_rate), num_samples))
 
-    waves = np.zeros((len(clips), num_samples), dtype=np.int16)
-    keep = np.ones(len(clips), dtype=bool)
-    skipped = []
+    labels, skipped = [], []
     workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(load, clips)
-        progress = tqdm(
-            results, total=len(clips), desc=f"decoding {source.name}", unit="clip", leave=False,
-            disable=None,  # no bar in a log file (not a terminal)
-        )
-        for i, (clip, result) in enumerate(progress):
-            if isinstance(result, str):
-                keep[i] = False
-                skipped.append(clip.path)
-            else:
-                waves[i] = result
+    chunk = 64 * workers
+    progress = tqdm(
+        total=len(clips), desc=f"decoding {source.name}", unit="clip", leave=False,
+        disable=None,  # no bar in a log file (not a terminal)
+    )
+    with ThreadPoolExecutor(workers) as pool, progress:
+        for start in range(0, len(clips), chunk):
+            for clip, result in pool.map(load, clips[start : start + chunk]):
+                if isinstance(result, str):
+                    skipped.append(clip.path)
+                else:
+                    writer.write(result)
+                    labels.append(clip.label)
+            progress.update(min(chunk, len(clips) - start))
     if skipped:
         log.warning("skipped %d unreadable audio files (first: %s)", len(skipped), skipped[0])
-    labels = np.array([clip.label for clip in clips], dtype=np.int64)
-    if not keep.any():
+    if not labels:
         raise UserError(f"every clip of data={source.name} failed to decode: check data.root")
-    return waves[keep], labels[keep], skipped
+    return np.array(labels, dtype=np.int64), skipped
 
 
-def save(folder: Path, key, waves, labels, sample_rate, clips, skipped) -> None:
-    """Write into a private staging folder, then swap it in with one rename."""
+def build(folder: Path, key, source, clips, sample_rate, num_samples, skip_bad_files, workers) -> None:
+    """Decode straight into a private staging folder, then swap it in with one rename."""
     staging = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    np.save(staging / "waves.npy", waves)
-    np.save(staging / "labels.npy", labels)
-    manifest = {
-        "format": FORMAT,
-        "key": key,
-        "sample_rate": sample_rate,
-        "num_samples": int(waves.shape[1]),
-        "count": len(labels),
-        "crc32": checksum(waves, labels),
-        "files": [clip.path for clip in clips],
-        "skipped": skipped,
-    }
-    (staging / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        write_staging(staging, key, source, clips, sample_rate, num_samples, skip_bad_files, workers)
+    except BaseException:  # a bad file, a full disk, Ctrl-C: leave no half-written bank (gigabytes at full size)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     try:
         staging.replace(folder)
@@ -164,6 +198,26 @@ def save(folder: Path, key, waves, labels, sample_rate, clips, skipped) -> None:
         if load_cached(folder, key, sample_rate) is None:
             raise
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_staging(staging: Path, key, source, clips, sample_rate, num_samples, skip_bad_files, workers) -> None:
+    writer = NpyWriter(staging / "waves.npy", num_samples)
+    try:
+        labels, skipped = decode(source, clips, sample_rate, num_samples, skip_bad_files, workers, writer)
+    finally:
+        writer.finish()
+    np.save(staging / "labels.npy", labels)
+    manifest = {
+        "format": FORMAT,
+        "key": key,
+        "sample_rate": sample_rate,
+        "num_samples": num_samples,
+        "count": len(labels),
+        "crc32": file_checksum(np.load(staging / "waves.npy", mmap_mode="r"), labels),
+        "files": [clip.path for clip in clips],
+        "skipped": skipped,
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest))
 
 
 def load_cached(folder: Path, key: str, sample_rate: int) -> ClipBank | None:
@@ -182,7 +236,7 @@ def load_cached(folder: Path, key: str, sample_rate: int) -> ClipBank | None:
             raise ValueError(
                 f"labels.npy holds {labels.dtype} {labels.shape}, manifest says ({count},)"
             )
-        if checksum(waves, labels) != manifest["crc32"]:
+        if file_checksum(waves, labels) != manifest["crc32"]:
             raise ValueError("CRC-32 of the samples does not match the manifest")
     except FileNotFoundError:
         return None
@@ -192,9 +246,18 @@ def load_cached(folder: Path, key: str, sample_rate: int) -> ClipBank | None:
     return ClipBank(waves, labels, sample_rate)
 
 
-def checksum(waves: np.ndarray, labels: np.ndarray) -> int:
+def file_checksum(waves: np.memmap, labels: np.ndarray) -> int:
+    """CRC-32 of the labels, then of every sample, read from the file behind `waves` with plain reads:
+    checking a bank does not map it into this process."""
     crc = zlib.crc32(np.ascontiguousarray(labels).data)
-    step = 4096
-    for start in range(0, len(waves), step):
-        crc = zlib.crc32(np.ascontiguousarray(waves[start : start + step]).data, crc)
+    buffer = memoryview(bytearray(1 << 20))
+    with open(waves.filename, "rb") as stream:
+        stream.seek(waves.offset)
+        left = waves.nbytes
+        while left:
+            got = stream.readinto(buffer[: min(left, len(buffer))])
+            if not got:
+                raise ValueError("waves.npy ends before its last sample")
+            crc = zlib.crc32(buffer[:got], crc)
+            left -= got
     return crc

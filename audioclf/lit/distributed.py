@@ -5,7 +5,7 @@ run folder (the launch arguments are the config layer's business: `audioclf/conf
 The entry point may still have given each of them a log file (`train_ddp_process_<rank>.log`);
 `quiet_other_ranks` closes and removes it before anything is logged, so the run folder holds
 one set of logs. Under torchrun or SLURM every rank starts the script itself with the same run
-folder (the launcher configs do).
+folder (the launcher configs do), so its log file is rank 0's `train.log`: closed, never removed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 
 from lightning.fabric.utilities.rank_zero import _get_rank
+
+RELAUNCHED_LOG = "_ddp_process_"
 
 
 def global_rank() -> int:
@@ -31,5 +33,7 @@ def quiet_other_ranks() -> None:
             root.removeHandler(handler)
             handler.close()
             path = Path(handler.baseFilename)
-            if path.is_file() and path.stat().st_size == 0:
+            # only the files of Lightning's re-launched ranks (hydra.job.name=<job>_ddp_process_<rank>):
+            # an empty train.log here is rank 0's, about to be written
+            if RELAUNCHED_LOG in path.name and path.is_file() and path.stat().st_size == 0:
                 path.unlink()

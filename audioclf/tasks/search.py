@@ -17,6 +17,16 @@ audioclf/conf/hparams_search/<name>.yaml adds; see audioclf/conf/hparams_search/
 <paths.log_dir>/search/<task_name>/<time>/ (or search.dir): one folder per trial (its
 metrics.json and TensorBoard run, so `tensorboard --logdir <that folder>` overlays the
 trials), trials.csv, search_history.png and best.md.
+
+Across processes and machines: start the same command N times with one `search.storage` (an RDB
+URL such as sqlite:///<shared>/study.db or postgresql://..., or a journal file on a shared file
+system, search.storage=<shared>/study.journal). The workers share one study: each trial is drawn
+once, the pruner compares against every worker's trials, and `search.n_trials` counts the study's
+finished trials, not one worker's. With an RDB storage each running trial beats a heartbeat
+(`search.heartbeat_s`); a trial whose worker died is marked FAIL once its heartbeat is
+`search.grace_s` old and run again with the same parameters (up to `search.max_retry` times).
+Every worker writes the whole study's table into the same folder (search.dir, or the folder the
+study's first worker recorded), so the last one to finish leaves the complete table.
 """
 
 from __future__ import annotations
@@ -24,7 +34,11 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
+import socket
 import time
+import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +55,7 @@ log = logging.getLogger("audioclf.tasks.search")
 
 try:
     import optuna
+    import sqlalchemy  # optuna's RDB storage is built on it
     from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 except ImportError:  # optional extra: pip install -e '.[search]'
     optuna = None
@@ -121,14 +136,47 @@ def compose_trial(overrides: list[str], output_dir: Path) -> DictConfig:
     return cfg
 
 
-def make_study(search: dict[str, Any], study_name: str) -> optuna.Study:
+def make_storage(search: dict[str, Any]) -> optuna.storages.BaseStorage | None:
+    """An RDB URL (with a heartbeat and the retry of dead workers' trials) or a journal file path."""
+    location = search.get("storage")
+    if location is None:
+        return None
+    if "://" not in str(location):
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(location)))
+    engine = {"connect_args": {"timeout": 60}} if str(location).startswith("sqlite") else None  # workers queue
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is marked experimental since optuna 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    str(location),
+                    engine_kwargs=engine,
+                    heartbeat_interval=search.get("heartbeat_s", 60),
+                    grace_period=search.get("grace_s"),
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=search.get("max_retry", 2)
+                    ),
+                )
+        except sqlalchemy.exc.IntegrityError:  # workers that start together race to create the tables
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_study(search: dict[str, Any], study_name: str, storage=None) -> optuna.Study:
+    seed = search.get("seed")
+    if storage is not None and seed is not None:  # workers of one study must not draw the same points
+        seed = zlib.crc32(f"{seed}|{worker_name()}".encode())
     sampler_name = search.get("sampler", "tpe")
     if sampler_name == "tpe":
-        sampler = optuna.samplers.TPESampler(
-            seed=search.get("seed"), n_startup_trials=search.get("n_startup_trials", 5)
-        )
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.get("n_startup_trials", 5))
     elif sampler_name == "random":
-        sampler = optuna.samplers.RandomSampler(seed=search.get("seed"))
+        sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         raise UserError(f"search.sampler={sampler_name} is unknown: use tpe or random")
     pruner_cfg = dict(search.get("pruner") or {"name": "none"})
@@ -151,9 +199,51 @@ def make_study(search: dict[str, Any], study_name: str) -> optuna.Study:
         direction=search.get("direction", "maximize"),
         sampler=sampler,
         pruner=pruner,
-        storage=search.get("storage"),
-        load_if_exists=search.get("storage") is not None,
+        storage=storage,
+        load_if_exists=storage is not None,
     )
+
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) if optuna else ()
+
+
+class SurplusTrial(Exception):
+    """Another worker started the study's last trial at the same moment; this one is not run."""
+
+
+def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count towards search.n_trials: finished, running or waiting to be retried."""
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state != optuna.trial.TrialState.FAIL]
+
+
+def work(study: optuna.Study, objective, n_trials: int | None, timeout: float | None,
+         heartbeat_s: float | None) -> None:
+    """Run trials until the study (all workers together) has n_trials finished ones.
+
+    When every trial left is running in another worker, wait (heartbeat_s: the storage's heartbeat):
+    a dead worker's trial turns FAIL after the grace period, its retry is queued, and whichever
+    worker is still here runs it. Without a heartbeat (journal storage), leave instead."""
+    if n_trials is None:
+        study.optimize(objective, timeout=timeout, gc_after_trial=True)
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while deadline is None or time.monotonic() < deadline:
+        if heartbeat_s:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        trials = counted(study)
+        finished = sum(t.state in FINISHED for t in trials)
+        waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
+        if finished >= n_trials:
+            return
+        if len(trials) >= n_trials and not waiting:
+            if not heartbeat_s:
+                return  # the rest run elsewhere; without a heartbeat a dead worker's trial cannot be told
+            time.sleep(heartbeat_s / 2)
+            continue
+        study.optimize(objective, n_trials=1, gc_after_trial=True, catch=(SurplusTrial,))
 
 
 def run(overrides: list[str]) -> optuna.Study:
@@ -171,21 +261,31 @@ def run(overrides: list[str]) -> optuna.Study:
                 "add hparams_search=optuna (a file in audioclf/conf/hparams_search/)"
             )
         search = to_dict(base.search)
+        monitor = search.get("monitor", "val/acc")
+        storage = make_storage(search)
+        study = make_study(search, search.get("study_name") or base.task_name, storage)
         root = Path(
             search.get("dir")
+            or study.user_attrs.get("dir")
             or Path(base.paths.log_dir)
             / "search"
             / base.task_name
             / time.strftime("%Y-%m-%d_%H-%M-%S")
         )
         root.mkdir(parents=True, exist_ok=True)
-        monitor = search.get("monitor", "val/acc")
-        study = make_study(search, search.get("study_name") or base.task_name)
+        if "dir" not in study.user_attrs:
+            study.set_user_attr("dir", str(root.resolve()))  # later workers write here too
+        n_trials = search.get("n_trials")
         log.info(
-            "study %s: %s trials, results in %s", study.study_name, search.get("n_trials"), root
+            "study %s (worker %s): %s trials, results in %s", study.study_name, worker_name(), n_trials, root
         )
 
         def objective(trial: optuna.Trial) -> float:
+            trial.set_user_attr("worker", worker_name())
+            earlier = [t for t in counted(study) if t.number < trial.number]
+            if n_trials is not None and len(earlier) >= n_trials:
+                trial.set_user_attr("surplus", True)
+                raise SurplusTrial(f"trial {trial.number}: the study's {n_trials} trials are all taken")
             drawn = suggest(trial, search["params"])
             trial.set_user_attr("overrides", drawn)
             cfg = compose_trial([*overrides, *drawn], root / f"trial_{trial.number:03d}")
@@ -202,12 +302,8 @@ def run(overrides: list[str]) -> optuna.Study:
                 )
             return value
 
-        study.optimize(
-            objective,
-            n_trials=search.get("n_trials"),
-            timeout=search.get("timeout"),
-            gc_after_trial=True,
-        )
+        heartbeat_s = search.get("heartbeat_s", 60) if isinstance(storage, optuna.storages.RDBStorage) else None
+        work(study, objective, n_trials, search.get("timeout"), heartbeat_s)
     GlobalHydra.instance().clear()
     write_results(study, root, overrides, search)
     return study
@@ -216,12 +312,12 @@ def run(overrides: list[str]) -> optuna.Study:
 def write_results(
     study: optuna.Study, root: Path, overrides: list[str], search: dict[str, Any]
 ) -> None:
-    trials = study.trials
+    trials = [t for t in study.trials if not t.user_attrs.get("surplus")]
     names = list(search["params"])
     with open(root / "trials.csv", "w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(
-            ["trial", "state", "value", "epochs_run", "last_reported", "seconds", *names]
+            ["trial", "state", "value", "epochs_run", "last_reported", "seconds", "worker", "retry_of", *names]
         )
         for t in trials:
             steps = sorted(t.intermediate_values)
@@ -233,10 +329,12 @@ def write_results(
                     len(steps),
                     t.intermediate_values[steps[-1]] if steps else "",
                     t.user_attrs.get("seconds", ""),
+                    t.user_attrs.get("worker", ""),
+                    t.system_attrs.get("failed_trial", ""),
                     *(t.params.get(n, "") for n in names),
                 ]
             )
-    history_figure(study, root / "search_history.png", search.get("monitor", "val/acc"))
+    history_figure(trials, study.study_name, root / "search_history.png", search.get("monitor", "val/acc"))
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     lines = [
@@ -266,7 +364,7 @@ def best_params_table(params: dict[str, Any]) -> str:
     return markdown_table(("param", "value"), cells).rstrip("\n")
 
 
-def history_figure(study: optuna.Study, path: Path, monitor: str) -> None:
+def history_figure(trials: list, title: str, path: Path, monitor: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -274,7 +372,7 @@ def history_figure(study: optuna.Study, path: Path, monitor: str) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     best = -math.inf
-    for t in study.trials:
+    for t in trials:
         steps = sorted(t.intermediate_values)
         pruned = t.state == optuna.trial.TrialState.PRUNED
         if steps:
@@ -296,7 +394,7 @@ def history_figure(study: optuna.Study, path: Path, monitor: str) -> None:
     left.set_title("per-epoch reports (red: pruned)")
     right.set_xlabel("trial")
     right.set_ylabel("objective (red x: pruned, last report; bar: best so far)")
-    right.set_title(study.study_name)
+    right.set_title(title)
     for axes in (left, right):
         axes.grid(alpha=0.3)
     figure.tight_layout()

@@ -216,3 +216,51 @@ def test_stale_staging_folder_does_not_break_a_build(tree, tmp_path, decodes):
     bank = load_or_build(folder_source(root), "train", RATE, LENGTH, cache)
     np.testing.assert_array_equal(np.asarray(bank.waves), expected_bank(source, written))
     assert not leftover.exists()
+
+
+def test_unreadable_files_are_skipped_in_the_cached_bank(tree, tmp_path):
+    root, written = tree
+    bad = root / "no" / "broken.wav"
+    bad.write_bytes(b"RIFF not really a wav")
+    source = folder_source(root)
+    bank = load_or_build(source, "train", RATE, LENGTH, tmp_path / "cache", skip_bad_files=True)
+    kept = [c for c in source.clips("train") if c.path != str(bad)]
+    assert isinstance(bank.waves, np.memmap) and bank.waves.shape == (len(kept), LENGTH)
+    rows = [written[c.path] for c in kept]
+    expected = np.stack([np.pad(r, (0, LENGTH - len(r))) if len(r) < LENGTH else r[:LENGTH] for r in rows])
+    np.testing.assert_array_equal(np.asarray(bank.waves), expected)
+    np.testing.assert_array_equal(bank.labels, [c.label for c in kept])
+    manifest = json.loads((bank_folder(tmp_path / "cache") / "manifest.json").read_text())
+    assert manifest["skipped"] == [str(bad)] and manifest["count"] == len(kept)
+
+
+def test_a_bank_is_built_without_holding_it_in_memory(tmp_path):
+    """Clips go to the cache file as they are decoded: the build's Python/numpy allocations stay a
+    small fraction of the bank (before, the whole bank was one array, copied once more to drop
+    skipped clips)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    for i in range(600):
+        write_wav(tmp_path / "audio" / ("yes" if i % 2 else "no") / f"{i:04d}.wav",
+                  rng.integers(-9000, 9000, 400, dtype=np.int16), RATE)
+    source = folder_source(tmp_path / "audio")
+    length = 16000  # 600 clips x 1 s = 19.2 MB of int16
+    tracemalloc.start()
+    try:
+        bank = load_or_build(source, "train", RATE, length, tmp_path / "cache", workers=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert bank.waves.nbytes == 600 * length * 2
+    held, size = peak / 1e6, bank.waves.nbytes / 1e6
+    assert held < size / 8, f"the build held {held:.1f} MB for a {size:.1f} MB bank"
+
+
+def test_a_failed_build_leaves_no_partial_bank(tree, tmp_path):
+    root, _ = tree
+    (root / "no" / "broken.wav").write_bytes(b"RIFF not really a wav")
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match="skip_bad_files"):
+        load_or_build(folder_source(root), "train", RATE, LENGTH, cache)
+    assert not cache.exists() or list(cache.iterdir()) == []
