@@ -18,7 +18,9 @@ from audioclf.report.tables import markdown_table
 HERE = Path(__file__).resolve().parent
 ARMS = {"paper": "bcresnet paper recipe", "stream": "+ stream windows only",
         "noise": "+ SNR noise and gain (experiment=kws_stream)", "kws_stream": "+ SNR noise, gain and stream windows",
-        "small": "+ SNR noise, gain and stream windows, width 1.5"}
+        "small": "+ SNR noise, gain and stream windows, width 1.5",
+        "causal": "bcresnet paper recipe, causal (model.causal=true)",
+        "noise_causal": "+ SNR noise and gain, causal (model.causal=true)"}
 DECISIONS = {
     "clip": "per-keyword clip thresholds (1 % FAR on val clips), smooth 3",
     "calibrated": "one threshold calibrated on val streams for 2 FA/h, smooth 3",

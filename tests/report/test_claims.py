@@ -266,7 +266,12 @@ def json_tables() -> list[Generated]:
             f"| `{r['model']}` ({repeats}) | {r['seconds_per_epoch_off']:.2f} | {r['seconds_per_epoch_on']:.2f} | "
             f"{r['hook_seconds_per_epoch']:.3f} | **{r['hook_share_percent']:.1f} %** | "
             f"{r['test_hook_seconds']:.2f} s |")
-    return [Generated("experiments/streaming/README.md", "streaming/results.json", hops),
+    from tools.bench.stream import format_table
+
+    carried = [Generated("experiments/streaming/README.md", f"streaming/{name}",
+                         tuple(format_table(json.loads((EXP / "streaming" / name).read_text())).splitlines()))
+               for name in ("stateful.json", "stateful_compiled.json")]
+    return [Generated("experiments/streaming/README.md", "streaming/results.json", hops), *carried,
             Generated("experiments/dashboards/README.md", "dashboards/results*.json", tuple(dashboards))]
 
 
