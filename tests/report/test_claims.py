@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -77,6 +78,8 @@ def rung(name: str, column: str = "LOSO") -> str:
     """A ladder cell as the README prints it: `67.7 ± 1.7`, or `69.1` for an ensemble (no std)."""
     row = ladder()[name]
     value, spread = float(row[f"{column} mean %" if column == "LOSO" else "official %"]), row[f"{column} std %"]
+    if math.isnan(value):  # a rung run on the held-out speakers only
+        return "-"
     if row["seeds"].startswith("ensemble"):
         return f"{value:.1f}"
     return f"{value:.1f} ± {float(spread):.1f}"
@@ -224,6 +227,8 @@ def generated() -> list[Generated]:
     precision = load_script("precision/summarize.py")
     sc_check = load_script("unseen_speakers/sc_check.py")
     int8 = load_script("int8/summarize.py")
+    nested = load_script("unseen_speakers/nested.py")
+    ladder_runs = nested.read_runs(EXP / "unseen_speakers/ladder_runs.csv")
     sc_runs = {arm: values(seeds, "test/acc", 100) for arm, seeds in runs(SC_CHECK).items()}
     int8_rows = int8.rows_from_csv(EXP / "int8/results.csv")
     tables = {
@@ -233,9 +238,10 @@ def generated() -> list[Generated]:
         "experiments/unseen_speakers/README.md": ("unseen_speakers/sc_check.py", sc_check.table(sc_runs)),
         "experiments/int8/README.md": ("int8/summarize.py", int8.markdown(int8_rows).splitlines()),
     }
+    nested_lines = ("unseen_speakers/nested.py", nested.table(ladder_runs, nested.candidates(ladder_runs)))
     return [
         Generated(readme, script, tuple(line for line in lines if line.startswith("| ")))
-        for readme, (script, lines) in tables.items()
+        for readme, (script, lines) in [*tables.items(), ("experiments/unseen_speakers/README.md", nested_lines)]
     ]
 
 
