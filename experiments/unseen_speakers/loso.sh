@@ -29,7 +29,10 @@ OFFICIAL="${OFFICIAL:-1}"
 SPLIT_KEY="${SPLIT_KEY:-data}"
 RUNS="$LADDER/$RUNG"
 mkdir -p "$RUNS"
-printf '%s\n' "$WHAT" "trainer.max_epochs=$EPOCHS ${EXTRA[*]}" > "$RUNS/rung.txt"
+NOTES=""  # what the ladder's overrides line must say beyond the rung's own overrides
+if [[ "$VAL_SPEAKER" != seen ]]; then NOTES+=" $SPLIT_KEY.val_speaker=$VAL_SPEAKER (speaker jobs)"; fi
+if [[ "$DATA_ARGS" != "data=fsdd "* ]]; then NOTES+=" (data: $DATA_ARGS)"; fi
+printf '%s\n' "$WHAT" "trainer.max_epochs=$EPOCHS ${EXTRA[*]}$NOTES" > "$RUNS/rung.txt"
 
 queue="$(mktemp)"
 for seed in $SEEDS; do

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import math
 import re
+import statistics
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -288,10 +289,29 @@ def hop(key: str, digits: int = 2) -> str:
     return f"{row[key]:.{digits}f}"
 
 
+def nested_claims(top: str, us: str) -> list[Prose]:
+    """The nested-selection figures quoted in prose, from ladder_runs.csv through nested.py."""
+    nested = load_script("unseen_speakers/nested.py")
+    ladder_runs = nested.read_runs(EXP / "unseen_speakers/ladder_runs.csv")
+    per_seed = nested.loso_per_seed(nested.choose(ladder_runs, nested.candidates(ladder_runs)))
+    figure_ = pm(per_seed.values())
+    mix, recipe = (nested.fixed_rung(ladder_runs, rung)[0] for rung in ("17_mix_sc_digits", "16_recipe_val_speaker"))
+    gains = ", ".join(f"{mix[seed] - recipe[seed]:+.1f}" for seed in sorted(mix))
+    return [
+        Prose(top, f"leave-one-speaker-out gives {figure_} % (3 seeds)"),
+        Prose(us, f"**Nested LOSO: {figure_} % (worst seed {nested.worst(per_seed).split(' ')[0]} %)**"),
+        Prose(us, f"leave-one-speaker-out is **{figure_} %** (worst seed {nested.worst(per_seed).split(' ')[0]} %"),
+        Prose(us, f"{rung('17_mix_sc_digits')} %, against {rung('16_recipe_val_speaker')} % for rung 16 "
+                  f"({statistics.fmean(mix.values()) - statistics.fmean(recipe.values()):+.1f}; "
+                  f"per seed {gains})"),
+    ]
+
+
 def prose() -> list[Prose]:
     top, studies, us = "README.md", "experiments/README.md", "experiments/unseen_speakers/README.md"
     bcr = "bcresnet_sc_paper"
     return [
+        *nested_claims(top, us),
         # README.md
         Prose(top, f"bcresnet {acc(RECIPES, bcr)} % vs {acc(RECIPES, 'bcresnet_sc_old')} %, matchboxnet "
                    f"{acc(RECIPES, 'matchbox_sc_paper')} % vs {acc(RECIPES, 'matchbox_sc_old')} %"),
