@@ -299,6 +299,9 @@ def nested_claims(top: str, us: str) -> list[Prose]:
     gains = ", ".join(f"{mix[seed] - recipe[seed]:+.1f}" for seed in sorted(mix))
     return [
         Prose(top, f"leave-one-speaker-out gives {figure_} % (3 seeds)"),
+        Prose("experiments/README.md", f"(nested, 3 seeds): {figure_} %; validation prefers mixing the SC sample's "
+              f"186 digit clips into training ({rung('17_mix_sc_digits')} % vs "
+              f"{rung('16_recipe_val_speaker')} % without"),
         Prose(us, f"**Nested LOSO: {figure_} % (worst seed {nested.worst(per_seed).split(' ')[0]} %)**"),
         Prose(us, f"leave-one-speaker-out is **{figure_} %** (worst seed {nested.worst(per_seed).split(' ')[0]} %"),
         Prose(us, f"{rung('17_mix_sc_digits')} %, against {rung('16_recipe_val_speaker')} % for rung 16 "
