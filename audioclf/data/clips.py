@@ -40,6 +40,7 @@ class ClipBank:
     waves: np.ndarray  # int16, (clips, samples); a memory map when loaded from cache
     labels: np.ndarray  # int64, (clips,)
     sample_rate: int
+    source_ids: np.ndarray | None = None  # a mix's part of each clip (Source.source_ids); None: one source
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -69,8 +70,8 @@ def load_or_build(
         )
     if cache_dir is None:
         waves = np.zeros((len(clips), num_samples), dtype=np.int16)
-        labels, _ = decode(source, clips, sample_rate, num_samples, skip_bad_files, workers, RowWriter(waves))
-        return ClipBank(waves[: len(labels)], labels, sample_rate)
+        labels, skipped = decode(source, clips, sample_rate, num_samples, skip_bad_files, workers, RowWriter(waves))
+        return with_source_ids(ClipBank(waves[: len(labels)], labels, sample_rate), source, clips, skipped)
     key = cache_key(source, clips, sample_rate, num_samples)
     folder = Path(cache_dir) / f"{source.name}-{split}-{sample_rate}hz-{key[:16]}"
     bank = load_cached(folder, key, sample_rate)
@@ -88,7 +89,21 @@ def load_or_build(
                 f"the clip cache {folder} did not read back intact after writing: "
                 "check the disk, or point paths.cache_dir elsewhere"
             )
+    return with_source_ids(bank, source, clips, lambda: skipped_files(folder))
+
+
+def with_source_ids(bank: ClipBank, source: Source, clips: list[ClipRef], skipped) -> ClipBank:
+    """The bank with each row's source id (a mix's part), from the clip list less the skipped files;
+    kept out of the cache: a dictionary look-up per clip. `skipped`: the paths, or a function giving them."""
+    ids = source.source_ids(clips)
+    if ids is not None:
+        gone = set(skipped() if callable(skipped) else skipped)
+        bank.source_ids = ids[[clip.path not in gone for clip in clips]] if gone else ids
     return bank
+
+
+def skipped_files(folder: Path) -> list[str]:
+    return json.loads((folder / "manifest.json").read_text())["skipped"]
 
 
 def cache_key(source: Source, clips: list[ClipRef], sample_rate: int, num_samples: int) -> str:

@@ -22,7 +22,7 @@ from torch.utils.data import (
 from audioclf.audio.augment import FEATURE_KEYS, STREAM_KEYS, NoiseBank, StreamWindows, WaveAugment
 from audioclf.data.clips import ClipBank, load_or_build
 from audioclf.data.io import read_noise_folder
-from audioclf.data.sampling import ResumableDataLoader, ShardedBatches
+from audioclf.data.sampling import ResumableDataLoader, ShardedBatches, draw_weights
 from audioclf.data.sources import SOURCES, SPLITS, Source, build_source
 
 log = logging.getLogger(__name__)
@@ -135,10 +135,11 @@ class AudioDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = BankDataset(self.banks[split])
         generator = torch.Generator().manual_seed(self.seed)
-        if shuffle and self.loader.get("balanced_sampler"):
-            labels = torch.from_numpy(np.asarray(self.banks[split].labels))
-            weights = 1.0 / torch.bincount(labels).double()[labels]  # each class equally likely
-            order = WeightedRandomSampler(weights, len(labels), generator=generator)
+        bank = self.banks[split]
+        weights = draw_weights(bank.labels, bank.source_ids, self.source.source_weights,
+                               bool(self.loader.get("balanced_sampler"))) if shuffle else None
+        if weights is not None:
+            order = WeightedRandomSampler(weights, len(weights), generator=generator)
         elif shuffle:
             order = RandomSampler(dataset, generator=generator)
         else:

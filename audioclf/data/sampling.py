@@ -30,6 +30,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, Sampler
@@ -132,3 +133,23 @@ class ResumableDataLoader(DataLoader):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if isinstance(self.sampler, ShardedBatches) and self.sampler.train:
             self.sampler.load_state_dict(state)
+
+
+def draw_weights(labels: np.ndarray, source_ids: np.ndarray | None = None, shares: list[float] | None = None,
+                 balanced: bool = False) -> torch.Tensor | None:
+    """Each training clip's probability of a draw: source s (a mix's part) takes shares[s] / sum of
+    the shares present, split evenly over its clips, or over its classes first when `balanced`
+    (each class equally likely). None when neither applies: a plain shuffle."""
+    if shares is None and not balanced:
+        return None
+    labels = torch.as_tensor(np.asarray(labels))
+    groups = torch.zeros_like(labels) if shares is None else torch.as_tensor(np.asarray(source_ids))
+    shares = [1.0] if shares is None else shares
+    weights = torch.zeros(len(labels), dtype=torch.float64)
+    for group in torch.unique(groups).tolist():
+        rows = groups == group
+        within = torch.ones(int(rows.sum()), dtype=torch.float64)
+        if balanced:
+            within = 1.0 / torch.bincount(labels[rows]).double()[labels[rows]]
+        weights[rows] = shares[group] * within / within.sum()
+    return weights / weights.sum()

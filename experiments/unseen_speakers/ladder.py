@@ -4,7 +4,8 @@
 
 LADDER_FOLDER (default logs/multiruns/unseen_speakers/ladder) holds one folder per rung, as
 loso.sh writes it: rung.txt (what changed, then the overrides) and <split>-s<seed>/metrics.json.
-Writes ladder.md, ladder.csv and ladder_runs.csv (one row per run) next to this file.
+Writes ladder.md, ladder.csv and ladder_runs.csv (one row per run, with its validation speaker and
+val/acc_best, which nested.py chooses on) next to this file.
 LOSO mean: the mean over the six held-out speakers of one seed, then mean +- sample std over
 seeds; a speaker's cell is its mean over seeds; worst: the speaker with the lowest such mean.
 A rung missing jobs is marked and its numbers cover the jobs that finished. An ensemble.py rung
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+from audioclf.data.sources.fsdd import validation_speaker
 from audioclf.report.results import mean_std
 
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
@@ -31,7 +34,7 @@ def rung_row(folder: Path) -> dict | None:
     seconds = []
     for metrics_file in sorted(folder.glob("*/metrics.json")):
         metrics = json.loads(metrics_file.read_text())
-        split = metrics["job"]["split"].removeprefix("speaker=")
+        split = split_of(metrics, metrics_file.parent)
         accs[split][metrics["job"]["seed"]] = 100 * metrics["test/acc"]
         seconds.append(metrics["train_seconds"])
         epochs = metrics["epochs"]
@@ -46,7 +49,7 @@ def rung_row(folder: Path) -> dict | None:
     worst = min(per_speaker, key=per_speaker.get) if per_speaker else ""
     official = list(accs.get("official", {}).values())
     jobs = sum(len(v) for v in accs.values())
-    expected = len(seeds) * (len(SPEAKERS) + 1)
+    expected = len(seeds) * (len(SPEAKERS) + ("official" in accs))  # loso.sh OFFICIAL=0: speakers only
     return {
         "rung": folder.name,
         "what changed": what,
@@ -66,6 +69,21 @@ def rung_row(folder: Path) -> dict | None:
     }
 
 
+def split_of(metrics: dict, job: Path) -> str:
+    """The held-out speaker or `official`; a data=digits_mix run names it in its job folder only."""
+    split = metrics["job"].get("split") or job.name.rsplit("-s", 1)[0]
+    return split.removeprefix("speaker=")
+
+
+def val_speaker_of(metrics: dict, split: str) -> str:
+    """The run's validation speaker: `seen` (the training speakers' recordings 0-4) or a name."""
+    choice = next((o.split("=", 1)[1] for o in metrics["job"].get("overrides", []) if ".val_speaker=" in o
+                   or o.startswith("data.val_speaker=")), "seen")
+    if choice == "seen" or split == "official":
+        return "seen"
+    return validation_speaker(choice, split, set(SPEAKERS))
+
+
 def wall_time(folder: Path) -> str:
     """The rung's wall time as loso.sh recorded it (its last pass), e.g. '31 min, JOBS=1'."""
     path = folder / "wall.txt"
@@ -80,6 +98,13 @@ def spread(row: dict, name: str) -> str:
     return "" if isinstance(row["seeds"], str) else f" ± {row[f'{name} std %']:.1f}"
 
 
+def official(row: dict) -> str:
+    """The official split's cell; `-` for a rung run on the held-out speakers only (loso.sh OFFICIAL=0)."""
+    if math.isnan(row["official %"]):
+        return "-"
+    return f"{row['official %']:.1f}{spread(row, 'official')}"
+
+
 def markdown(rows: list[dict]) -> str:
     header = ("| rung | what changed | LOSO mean ± std % | worst speaker | " + " | ".join(SPEAKERS)
               + " | official ± std % | seeds | epochs | train s/job | wall |")
@@ -90,7 +115,7 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['rung']}{incomplete} | {r['what changed']} | {r['LOSO mean %']:.1f}{spread(r, 'LOSO')} | "
             f"{r['worst speaker']} {r['worst %']:.1f} | "
             + " | ".join(f"{r[f'{sp} %']:.1f}" for sp in SPEAKERS)
-            + f" | {r['official %']:.1f}{spread(r, 'official')} | {r['seeds']} | {r['epochs']} | "
+            + f" | {official(r)} | {r['seeds']} | {r['epochs']} | "
             f"{r['train s/job']:.0f} | {r['wall']} |"
         )
     lines += ["", "Overrides per rung (on top of `data=fsdd`, bf16-mixed on the CPU):", ""]
@@ -125,9 +150,10 @@ def run_rows(folder: Path) -> list[dict]:
     rows = []
     for metrics_file in sorted(folder.glob("*/metrics.json")):
         metrics = json.loads(metrics_file.read_text())
+        split = split_of(metrics, metrics_file.parent)
         rows.append({
-            "rung": folder.name, "job": metrics_file.parent.name,
-            "split": metrics["job"]["split"].removeprefix("speaker="), "seed": metrics["job"]["seed"],
+            "rung": folder.name, "job": metrics_file.parent.name, "split": split, "seed": metrics["job"]["seed"],
+            "val_speaker": val_speaker_of(metrics, split), "val/acc_best": metrics.get("val/acc_best", ""),
             "test/acc": metrics["test/acc"], "epochs": metrics["epochs"], "train_seconds": metrics["train_seconds"],
         })
     return rows

@@ -8,7 +8,11 @@
 # skipped, so rerunning a rung completes it. Then ladder.py reads every rung's metrics.json back and
 # rewrites experiments/unseen_speakers/ladder.md/.csv.
 # Knobs: EPOCHS (10), SEEDS ("0 1 2"), SPEAKERS (all six), JOBS (2), LADDER (the rungs' folder),
-# and common.sh's (DATA_ARGS, DEVICE_ARGS: bf16-mixed on the CPU, as the precision study allows).
+# VAL_SPEAKER (seen: validate on the training speakers' recordings 0-4; auto or a name: hold out a
+# validation speaker too, data.val_speaker, on the speaker jobs only), OFFICIAL (1: also train on
+# the official split; 0: speakers only), SPLIT_KEY (data: the FSDD split's override prefix; for
+# data=digits_mix it is data.parts.fsdd), and common.sh's (DATA_ARGS, DEVICE_ARGS: bf16-mixed on
+# the CPU, as the precision study allows).
 DEVICE_ARGS="${DEVICE_ARGS:-trainer.accelerator=cpu trainer.precision=bf16-mixed}"
 THREADS="${THREADS:-1}"
 RUNG="${1:?usage: loso.sh RUNG \"what changed\" [overrides ...]}"
@@ -20,15 +24,21 @@ SEEDS="${SEEDS:-0 1 2}"
 SPEAKERS="${SPEAKERS:-george jackson lucas nicolas theo yweweler}"
 JOBS="${JOBS:-2}"
 LADDER="${LADDER:-logs/multiruns/unseen_speakers/ladder}"
+VAL_SPEAKER="${VAL_SPEAKER:-seen}"
+OFFICIAL="${OFFICIAL:-1}"
+SPLIT_KEY="${SPLIT_KEY:-data}"
 RUNS="$LADDER/$RUNG"
 mkdir -p "$RUNS"
-printf '%s\n' "$WHAT" "trainer.max_epochs=$EPOCHS ${EXTRA[*]}" > "$RUNS/rung.txt"
+NOTES=""  # what the ladder's overrides line must say beyond the rung's own overrides
+if [[ "$VAL_SPEAKER" != seen ]]; then NOTES+=" $SPLIT_KEY.val_speaker=$VAL_SPEAKER (speaker jobs)"; fi
+if [[ "$DATA_ARGS" != "data=fsdd "* ]]; then NOTES+=" (data: $DATA_ARGS)"; fi
+printf '%s\n' "$WHAT" "trainer.max_epochs=$EPOCHS ${EXTRA[*]}$NOTES" > "$RUNS/rung.txt"
 
 queue="$(mktemp)"
 for seed in $SEEDS; do
-    echo "official-s$seed seed=$seed data.split=official"
+    if [[ "$OFFICIAL" == 1 ]]; then echo "official-s$seed seed=$seed $SPLIT_KEY.split=official"; fi
     for speaker in $SPEAKERS; do  # xargs strips the double quotes; Hydra needs the single ones
-        echo "$speaker-s$seed seed=$seed \"data.split='speaker=$speaker'\""
+        echo "$speaker-s$seed seed=$seed \"$SPLIT_KEY.split='speaker=$speaker'\" $SPLIT_KEY.val_speaker=$VAL_SPEAKER"
     done
 done > "$queue"
 export PYTHON RUNS DEVICE_ARGS DATA_ARGS EPOCHS

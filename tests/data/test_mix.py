@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from audioclf.data.datamodule import AudioDataModule
+from audioclf.data.sampling import draw_weights
 from audioclf.data.sources import build_source
 from audioclf.errors import UserError
 from tests.conftest import compose_config, make_fsdd, make_speech_commands
@@ -69,4 +71,76 @@ def test_a_map_that_cannot_apply_is_a_one_line_error(roots):
     broken = parts(roots)
     broken["sc"]["source"] = "speechcommands"
     with pytest.raises(UserError, match="data.parts.sc.source=speechcommands is unknown"):
+        build_source("mix", parts=broken, classes=CLASSES, data_dir="x")
+
+
+def weighted_mix(roots, tmp_path, weights, extra=()):
+    fsdd_root, sc_root = roots
+    cfg = compose_config(tmp_path, ["data=digits_mix", f"data.parts.fsdd.root={fsdd_root}",
+                                    f"data.parts.speech_commands.root={sc_root}", "data.parts.fsdd.download=false",
+                                    "data.parts.speech_commands.download=false", "data.sample_rate=8000",
+                                    *(f"data.parts.{part}.weight={w}" for part, w in weights.items()), *extra])
+    datamodule = AudioDataModule(dict(cfg.data), data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"))
+    datamodule.setup("fit")
+    return datamodule
+
+
+def test_part_weights_set_each_source_share_of_the_training_draws(tmp_path):
+    fsdd = make_fsdd(tmp_path / "fsdd" / "recordings", ("george", "jackson", "theo"))
+    roots = fsdd, make_speech_commands(tmp_path / "sc")
+    split = ["data.parts.fsdd.split='speaker=george'", "data.parts.fsdd.val_speaker=jackson"]
+    unweighted = weighted_mix(roots, tmp_path, {}, split)
+    datamodule = weighted_mix(roots, tmp_path, {"fsdd": 1, "speech_commands": 3}, split)
+    train = datamodule.banks["train"]
+    # FSDD: george tests and jackson validates, so its training clips are the third fixture speaker's;
+    # Speech Commands: its lists hold #0 out for validation and #1 for testing
+    assert len(train) == len(unweighted.banks["train"]) == 10 * 12 + 8
+    assert train.source_ids.tolist() == [0] * 120 + [1] * 8
+    assert unweighted.banks["train"].source_ids is not None and unweighted.source.source_weights is None
+    mix_train = datamodule.source.clips("train")
+    assert all(("/sc/" in clip.path) == (part == 1) for clip, part in zip(mix_train, train.source_ids, strict=True))
+    assert not any(name in clip.path for clip in mix_train for name in ("george", "jackson", "00000001_nohash"))
+    datamodule.setup("test")
+    assert {len(datamodule.banks[s]) for s in ("val", "test")} == {10 * 12 + 2}  # one FSDD speaker + 2 SC clips
+
+    def sc_share(module, epochs=100):
+        batches = module.train_dataloader().sampler.batches
+        drawn = np.concatenate([np.concatenate(list(batches)) for _ in range(epochs)])
+        return float((module.banks["train"].source_ids[drawn] == 1).mean()), len(drawn) // epochs
+
+    share, per_epoch = sc_share(datamodule)
+    assert abs(share - 0.75) < 0.03 and per_epoch == len(train)  # weights 1:3, an epoch still len(train) draws
+    assert abs(sc_share(unweighted)[0] - 8 / 128) < 0.02  # without weights: a plain shuffle
+
+
+def test_draw_weights_give_each_source_its_share_and_balance_classes_within_it():
+    labels = np.array([0, 0, 0, 1, 0, 1, 1])
+    sources = np.array([0, 0, 0, 0, 1, 1, 1])
+    weights = draw_weights(labels, sources, [1.0, 3.0]).numpy()
+    assert np.allclose(weights, [0.0625] * 4 + [0.25] * 3)
+    balanced = draw_weights(labels, sources, [1.0, 3.0], balanced=True).numpy()
+    assert np.allclose(balanced, [0.25 / 6] * 3 + [0.125, 0.375, 0.1875, 0.1875])
+    assert np.allclose(draw_weights(labels, balanced=True).numpy(), [1 / 8] * 3 + [1 / 6, 1 / 8, 1 / 6, 1 / 6])
+    assert draw_weights(labels) is None
+
+
+def test_a_missing_or_bad_weight_is_a_one_line_error(roots):
+    weighted = parts(roots)
+    weighted["fsdd"]["weight"] = 2
+    with pytest.raises(UserError, match="data.parts.sc.weight is missing: give every part a weight"):
+        build_source("mix", parts=weighted, classes=CLASSES, data_dir="x")
+    weighted["sc"]["weight"] = 0
+    with pytest.raises(UserError, match=r"data.parts.sc.weight=0 must be a number > 0"):
+        build_source("mix", parts=weighted, classes=CLASSES, data_dir="x")
+
+
+def test_a_part_that_feeds_training_only_leaves_validation_and_test_to_the_others(roots, tmp_path):
+    datamodule = weighted_mix(roots, tmp_path, {}, ["data.parts.speech_commands.feeds=[train]"])
+    datamodule.setup("test")
+    assert set(datamodule.banks["train"].source_ids.tolist()) == {0, 1}
+    assert [set(datamodule.banks[s].source_ids.tolist()) for s in ("val", "test")] == [{0}, {0}]
+    assert len(datamodule.banks["test"]) == 10 * 2 * 5  # FSDD official: recordings 0-4 only
+    broken = parts(roots)
+    broken["sc"]["feeds"] = ["train", "tset"]
+    with pytest.raises(UserError, match=r"data.parts.sc.feeds=\['train', 'tset'\]: list some of train, val, test"):
         build_source("mix", parts=broken, classes=CLASSES, data_dir="x")

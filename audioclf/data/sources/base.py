@@ -28,12 +28,17 @@ class Source:
 
     name: str = "source"
     class_names: list[str]
+    source_weights: list[float] | None = None  # a mix's training draw per part (source_ids); None: uniform
 
     def clips(self, split: str) -> list[ClipRef]:
         raise NotImplementedError
 
     def read(self, clip: ClipRef) -> tuple[np.ndarray, int]:
         return read_audio(clip.path, clip.start, clip.duration)
+
+    def source_ids(self, clips: list[ClipRef]) -> np.ndarray | None:
+        """Which part of a mix each clip comes from (an index into source_weights); None: one source."""
+        return None
 
     def noise_recordings(self, sample_rate: int) -> list[np.ndarray]:
         """Background noise that ships with the dataset, for augmentation; none by default."""
