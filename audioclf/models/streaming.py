@@ -30,6 +30,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 class Carry:
@@ -168,10 +169,18 @@ class _TappedCausalConv2d(_Taps, CausalConv2d):
     pass
 
 
-def with_taps(model: nn.Module) -> nn.Module:
-    """A copy of `model` whose depthwise Conv2d layers compute a hop's few frames by shifted products
-    (same parameters, same results within float rounding)."""
-    model = copy.deepcopy(model)
+def for_streaming(model: nn.Module) -> nn.Module:
+    """A copy of an eval-mode `model` for hops of a few frames: each batch norm that follows a
+    convolution in an nn.Sequential folded into it, depthwise Conv2d layers computing by shifted
+    products (same results within float rounding; fewer and cheaper calls per hop)."""
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            for index in range(len(module) - 1):
+                conv, norm = module[index], module[index + 1]
+                if isinstance(conv, nn.Conv2d) and type(norm) is nn.BatchNorm2d:
+                    module[index] = fuse_conv_bn_eval(conv, norm)
+                    module[index + 1] = nn.Identity()
     for module in model.modules():
         depthwise = isinstance(module, nn.Conv2d) and module.groups == module.in_channels == module.out_channels > 1
         if depthwise and module.padding_mode == "zeros" and type(module) in (nn.Conv2d, CausalConv2d):
@@ -205,14 +214,15 @@ class StatefulBackbone(nn.Module):
     `forward(frames, *states) -> (logits, *states)` feeds the hop's new frames. The last state is
     the pooling window: the embeddings of the latest `steps` steps, a clip's worth, zeros for steps
     before the stream began (so every state keeps its shape from the first hop on). It runs a copy of
-    the backbone whose depthwise convolutions compute a hop's few frames as shifted products."""
+    the backbone made for short hops (`for_streaming`: batch norms folded, depthwise convolutions
+    as shifted products)."""
 
     def __init__(self, backbone: nn.Module, input_shape: Sequence[int]):
         super().__init__()
         reason = why_not_stateful(backbone)
         if reason:
             raise ValueError(reason)
-        self.backbone = with_taps(backbone).eval()
+        self.backbone = for_streaming(backbone)
         self.input_shape = tuple(input_shape)
         with torch.no_grad():
             self.steps = int(backbone.embed(torch.zeros(1, *input_shape)).shape[-1])
