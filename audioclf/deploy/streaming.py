@@ -1,6 +1,7 @@
-"""One hop of a stream as an ONNX graph, its state as explicit inputs and outputs.
+"""One hop of a stream as an ONNX graph or a TorchScript module, its state as explicit inputs and outputs.
 
 audioclf-export ckpt_path=<file.ckpt> format=onnx streaming=true [stream_hop=0.02]
+audioclf-export ckpt_path=<file.ckpt> format=torchscript streaming=true [stream_hop=0.02]
 
 A backbone that streams with state (model.causal=true bcresnet or dscnn, gru) exports its
 `StatefulClassifier` step: inputs chunk (1, hop samples), samples, state_0 .. state_n-1; outputs
@@ -8,7 +9,8 @@ probabilities, samples_out, state_0_out .. (feed each back as the next hop's inp
 exports the `StreamingClassifier` step (the frontend keeps state, the backbone runs on the
 window's frames every hop): inputs chunk, samples, ring. The sidecar `<file>.json` names the
 inputs, their shapes and the hop; the first hop's states are the ones `start` gives on the
-stream's first window (or zeros of those shapes: a stream that starts in silence).
+stream's first window (or zeros of those shapes: a stream that starts in silence). The TorchScript
+step is traced at the hop's shapes and frozen (constants folded): it runs only hops of `hop_samples`.
 """
 
 from __future__ import annotations
@@ -63,15 +65,30 @@ def export_step_onnx(stream: nn.Module, path: str | Path, opset: int = 18) -> Pa
     return path
 
 
-def export_streaming(model: AudioClassifier, output: str | Path, hop: int, opset: int = 18) -> dict[str, Any]:
-    """Write the streaming step and its sidecar; CannotStream if the frontend cannot stream."""
+def export_step_torchscript(stream: nn.Module, path: str | Path) -> Path:
+    """Write one hop of `stream` as a traced, frozen TorchScript module (same signature as the ONNX step)."""
+    path = Path(path)
+    with quiet(), torch.no_grad():
+        traced = torch.jit.freeze(torch.jit.trace(stream.eval(), primed(stream), check_trace=False))
+        torch.jit.save(traced, str(path))
+    return path
+
+
+STEP_EXPORTERS = {"onnx": export_step_onnx, "torchscript": lambda stream, path, opset: export_step_torchscript(
+    stream, path)}
+
+
+def export_streaming(model: AudioClassifier, output: str | Path, hop: int, opset: int = 18,
+                     fmt: str = "onnx") -> dict[str, Any]:
+    """Write the streaming step (`fmt` onnx or torchscript) and its sidecar; CannotStream if the frontend
+    cannot stream."""
     stream, reason = streaming_form(model, hop)
     path = Path(output).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    export_step_onnx(stream, path, opset)
+    STEP_EXPORTERS[fmt](stream, path, opset)
     example = primed(stream)
     inputs, outputs = io_names(stream, len(example) - 2)
-    meta = metadata(model, "onnx") | {
+    meta = metadata(model, fmt) | {
         "streaming": "stateful" if reason is None else "frontend state only",
         "stateless_reason": reason,
         "hop_samples": hop,
@@ -82,21 +99,34 @@ def export_streaming(model: AudioClassifier, output: str | Path, hop: int, opset
     return {"path": str(path), "stateful": reason is None, "reason": reason, "states": len(example) - 2}
 
 
+def step_runner(path: str | Path) -> Any:
+    """A call (chunk, *states) -> [probabilities, *states] of an exported step, numpy in and out."""
+    if str(path).endswith(".onnx"):
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        return lambda *inputs: session.run(None, dict(zip(names, inputs, strict=True)))
+    module = torch.jit.load(str(path))
+
+    def run(*inputs: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [out.numpy() for out in module(*(torch.from_numpy(x) for x in inputs))]
+
+    return run
+
+
 @torch.no_grad()
 def replay_difference(stream: nn.Module, path: str | Path, hops: int = 50, seed: int = 1) -> float:
-    """Max |probability difference| of the ONNX step and PyTorch over `hops` hops of random audio, each
-    fed its own previous states."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
+    """Max |probability difference| of the exported step (ONNX in onnxruntime, or TorchScript) and PyTorch
+    over `hops` hops of random audio, each fed its own previous states."""
+    run = step_runner(path)
     chunk, *state = primed(stream, seed)
-    onnx_state = [tensor.numpy() for tensor in state]
+    exported_state = [tensor.numpy() for tensor in state]
     audio = 0.1 * torch.randn(hops, chunk.shape[1], generator=torch.Generator().manual_seed(seed + 1))
     worst = 0.0
     for hop in audio:
         want, *state = stream(hop[None], *state)
-        got, *onnx_state = session.run(None, dict(zip(names, [hop[None].numpy(), *onnx_state], strict=True)))
+        got, *exported_state = run(hop[None].numpy(), *exported_state)
         worst = max(worst, float(np.abs(got - want.numpy()).max()))
     return worst
-

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from audioclf.models.registry import register
 from audioclf.models.streaming import CausalConv2d
@@ -71,7 +72,10 @@ class BcResBlock(nn.Module):
             nn.Conv2d(channels_out, channels_out, 1, bias=False),
             nn.Dropout2d(dropout),
         )
-        self.bands_out = bands_out
+        self.bands_in, self.bands_out = bands_in, bands_out
+
+    def streaming_form(self) -> StreamingBcResBlock:
+        return StreamingBcResBlock(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.transition:
@@ -79,6 +83,66 @@ class BcResBlock(nn.Module):
         freq = self.ssn(self.freq_conv(x))                             # f2, (B, C, F, T)
         temporal = self.temporal(freq.mean(dim=2, keepdim=True))        # f1, (B, C, 1, T)
         out = freq + temporal                                          # broadcast over F
+        return F.relu(out if self.transition else x + out)
+
+
+def frequency_matrix(conv: nn.Conv2d, norm: SubSpectralNorm, bands_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """f2 in eval mode as a linear map over frequency: (C, bands_out, bands_in) matrices and a (C, bands_out)
+    shift, the zero-padded depthwise (k x 1) convolution followed by SubSpectral Norm's per-sub-band affine."""
+    kernel, stride, pad = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    bands_out = (bands_in + 2 * pad - kernel) // stride + 1
+    matrix = conv.weight.new_zeros(conv.out_channels, bands_out, bands_in)
+    for band in range(bands_out):
+        for tap in range(kernel):
+            source = band * stride + tap - pad
+            if 0 <= source < bands_in:
+                matrix[:, band, source] += conv.weight[:, 0, tap, 0]
+    bn = norm.norm
+    scale = torch.rsqrt(bn.running_var + bn.eps) * (bn.weight if bn.affine else 1.0)
+    shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+    per_band = bands_out // norm.sub_bands  # SubSpectralNorm's channel c * S + band // per_band
+
+    def by_band(values: torch.Tensor) -> torch.Tensor:
+        return values.view(conv.out_channels, norm.sub_bands).repeat_interleave(per_band, dim=1)
+
+    return matrix * by_band(scale)[..., None], by_band(shift)
+
+
+def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """A 1x1 convolution as a matrix product: (B, C_in, F, T) -> (B, C_out, F, T); weight (C_out, C_in)."""
+    out = torch.matmul(weight, x.flatten(2))
+    return (out if bias is None else out + bias[:, None]).view(x.shape[0], -1, *x.shape[2:])
+
+
+class StreamingBcResBlock(nn.Module):
+    """A BcResBlock in eval mode made for short hops, equal within float rounding, in a few calls
+    (on a hop of 2 frames each call's overhead, not its arithmetic, is the cost): f2 (frequency
+    convolution and SubSpectral Norm) and the mean over frequency that feeds f1 are linear, so they are
+    one batched matrix product (f2's rows and their mean as one more row); batch norms are folded into
+    the convolutions before them; 1x1 convolutions are matrix products. The temporal convolution stays a
+    module: it carries its state (models/streaming.py). Built by `models.streaming.for_streaming`."""
+
+    def __init__(self, block: BcResBlock):
+        super().__init__()
+        self.transition = block.transition
+        with torch.no_grad():
+            if self.transition:
+                project = fuse_conv_bn_eval(block.project[0], block.project[1])
+                self.register_buffer("project_weight", project.weight.flatten(1).clone())
+                self.register_buffer("project_bias", project.bias.clone())
+            matrix, shift = frequency_matrix(block.freq_conv, block.ssn, block.bands_in)
+            self.register_buffer("frequency", torch.cat([matrix, matrix.mean(dim=1, keepdim=True)], dim=1))
+            self.register_buffer("shift", torch.cat([shift, shift.mean(dim=1, keepdim=True)], dim=1)[..., None])
+            time_conv, norm, _, mix, _ = block.temporal  # conv, BN, SiLU, 1x1 conv, dropout (none in eval)
+            self.time_conv = fuse_conv_bn_eval(time_conv, norm)
+            self.register_buffer("mix", mix.weight.flatten(1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transition:
+            x = F.relu(pointwise(x, self.project_weight, self.project_bias))
+        both = torch.matmul(self.frequency, x) + self.shift            # (B, C, F + 1, T)
+        freq, mean = both[:, :, :-1], both[:, :, -1:]                  # f2, and its mean over F
+        out = freq + pointwise(F.silu(self.time_conv(mean)), self.mix)  # f1 broadcast over F
         return F.relu(out if self.transition else x + out)
 
 

@@ -5,7 +5,7 @@ Time is the last axis everywhere. A stateful layer has two modes:
 
 - clip mode (the default, training and clip inference): it pads its past with zeros, as an
   ordinary layer would (`CausalConv1d/2d`: zeros on the left only; `StatefulGRU`: a zero state);
-- carried mode, inside `carrying(backbone, states)`: each stateful layer takes its state (the
+- carried mode, inside `carrying(stateful_layers(backbone), states)`: each stateful layer takes its state (the
   input frames its kernel still needs, or a hidden state) from `states` in execution order, in
   place of the zeros, and gives back its new state. A state of None means "the stream starts
   here": the layer pads as in clip mode, so a stream primed on a clip equals the clip model.
@@ -57,11 +57,16 @@ class Stateful:
     carried: Carry | None = None
 
 
+def stateful_layers(model: nn.Module) -> list[Stateful]:
+    """`model`'s stateful layers in execution order (module order: each backbone here runs its layers in it)."""
+    return [module for module in model.modules() if isinstance(module, Stateful)]
+
+
 @contextmanager
-def carrying(model: nn.Module, states: Sequence[torch.Tensor] | None) -> Iterator[Carry]:
-    """Run `model`'s stateful layers in carried mode; states None starts a stream (zero past)."""
+def carrying(layers: Sequence[Stateful], states: Sequence[torch.Tensor] | None) -> Iterator[Carry]:
+    """Run the stateful `layers` (`stateful_layers(model)`) in carried mode; states None starts a stream
+    (zero past)."""
     carry = Carry(states)
-    layers = [module for module in model.modules() if isinstance(module, Stateful)]
     for layer in layers:
         layer.carried = carry
     try:
@@ -129,51 +134,64 @@ class StatefulGRU(Stateful, nn.GRU):
         return output, hidden
 
 
-TAPS_MAX_FRAMES = 16  # depthwise convolutions over at most this many frames run as shifted products
+SHORT_FRAMES = 32  # convolutions over at most this many frames (a hop's and its kernel's past) run as im2col
 
 
-def depthwise_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
-                   padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
-    """F.conv2d(x, weight, bias, stride, padding, dilation, groups=channels) as a sum of shifted products.
+def unfolded_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+                    padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> torch.Tensor:
+    """F.conv2d for groups 1 or depthwise as one matrix product on the patches of F.unfold (im2col): the
+    weights times the patches, or per channel its own weights times its own patches.
 
-    Written out because on a hop's few frames oneDNN's per-call cost of a depthwise convolution is
-    about 50 us (60 channels x 20 bands x 2 frames), several times the arithmetic; the products
-    also fuse under torch.compile and export to ONNX as plain slices."""
-    (kf, kt), (sf, st), (df, dt) = weight.shape[-2:], stride, dilation
-    x = F.pad(x, (padding[1], padding[1], padding[0], padding[0])) if any(padding) else x
-    bands = (x.shape[2] - (kf - 1) * df - 1) // sf + 1
-    frames = (x.shape[3] - (kt - 1) * dt - 1) // st + 1
-    out = None
-    for i in range(kf):
-        for j in range(kt):
-            shifted = x[:, :, i * df : i * df + (bands - 1) * sf + 1 : sf, j * dt : j * dt + (frames - 1) * st + 1 : st]
-            term = shifted * weight[None, :, 0, i : i + 1, j : j + 1]
-            out = term if out is None else out + term
-    return out if bias is None else out + bias[None, :, None, None]
+    Written out because on a hop's few frames oneDNN's per-call cost of a convolution is 30-150 us
+    (a 5x5 depthwise head over 6 frames: 37 us, its 25 shifted products 146 us, this 15 us), many
+    times the arithmetic."""
+    batch, channels = x.shape[:2]
+    (kf, kt), out_channels = weight.shape[-2:], weight.shape[0]
+    bands = (x.shape[2] + 2 * padding[0] - (kf - 1) * dilation[0] - 1) // stride[0] + 1
+    frames = (x.shape[3] + 2 * padding[1] - (kt - 1) * dilation[1] - 1) // stride[1] + 1
+    if (kf, kt) == (1, 1) and stride == (1, 1) and not any(padding):
+        patches = x.flatten(2)                                       # (B, C, F * T)
+    else:
+        patches = F.unfold(x, (kf, kt), dilation, padding, stride)  # (B, C * kf * kt, bands * frames)
+    if groups == 1:
+        out = torch.matmul(weight.flatten(1), patches)                                     # (B, C_out, L)
+    else:
+        out = torch.matmul(weight.view(channels, 1, kf * kt), patches.view(batch, channels, kf * kt, -1))
+    if bias is not None:
+        out = out.view(batch, out_channels, -1) + bias[:, None]
+    return out.reshape(batch, out_channels, bands, frames)
 
 
-class _Taps:
-    """Mixin: a depthwise Conv2d that computes short inputs by `depthwise_taps`."""
+class _Unfolded:
+    """Mixin: a Conv2d (groups 1 or depthwise) that computes short inputs by `unfolded_conv2d`."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if x.shape[-1] > TAPS_MAX_FRAMES:
+        if x.shape[-1] > SHORT_FRAMES:
             return super()._conv_forward(x, weight, bias)
-        return depthwise_taps(x, weight, bias, self.stride, self.padding, self.dilation)
+        return unfolded_conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-class _TappedConv2d(_Taps, nn.Conv2d):
+class _UnfoldedConv2d(_Unfolded, nn.Conv2d):
     pass
 
 
-class _TappedCausalConv2d(_Taps, CausalConv2d):
+class _UnfoldedCausalConv2d(_Unfolded, CausalConv2d):
     pass
 
 
-def for_streaming(model: nn.Module) -> nn.Module:
-    """A copy of an eval-mode `model` for hops of a few frames: each batch norm that follows a
-    convolution in an nn.Sequential folded into it, depthwise Conv2d layers computing by shifted
-    products (same results within float rounding; fewer and cheaper calls per hop)."""
-    model = copy.deepcopy(model).eval()
+def streaming_forms(module: nn.Module) -> None:
+    """Replace, in place, each submodule that offers a `streaming_form()` (an equal module made for short
+    hops, e.g. BC-ResNet's blocks with their linear frequency part folded into one matrix) by that form."""
+    for name, child in module.named_children():
+        form = getattr(child, "streaming_form", None)
+        if callable(form):
+            setattr(module, name, form())
+        else:
+            streaming_forms(child)
+
+
+def fold_batch_norms(model: nn.Module) -> None:
+    """Fold, in place, each batch norm that follows a convolution in an nn.Sequential into it."""
     for module in model.modules():
         if isinstance(module, nn.Sequential):
             for index in range(len(module) - 1):
@@ -181,10 +199,20 @@ def for_streaming(model: nn.Module) -> nn.Module:
                 if isinstance(conv, nn.Conv2d) and type(norm) is nn.BatchNorm2d:
                     module[index] = fuse_conv_bn_eval(conv, norm)
                     module[index + 1] = nn.Identity()
+
+
+def for_streaming(model: nn.Module) -> nn.Module:
+    """A copy of an eval-mode `model` for hops of a few frames (same results within float rounding;
+    fewer and cheaper calls per hop): modules' own streaming forms, each batch norm that follows a
+    convolution in an nn.Sequential folded into it, and plain or depthwise Conv2d layers computing
+    short inputs by im2col (`unfolded_conv2d`)."""
+    model = copy.deepcopy(model).eval()
+    streaming_forms(model)
+    fold_batch_norms(model)
     for module in model.modules():
-        depthwise = isinstance(module, nn.Conv2d) and module.groups == module.in_channels == module.out_channels > 1
-        if depthwise and module.padding_mode == "zeros" and type(module) in (nn.Conv2d, CausalConv2d):
-            module.__class__ = _TappedCausalConv2d if isinstance(module, CausalConv2d) else _TappedConv2d
+        plain = type(module) in (nn.Conv2d, CausalConv2d) and module.padding_mode == "zeros"
+        if plain and (module.groups == 1 or module.groups == module.in_channels == module.out_channels):
+            module.__class__ = _UnfoldedCausalConv2d if isinstance(module, CausalConv2d) else _UnfoldedConv2d
     return model
 
 
@@ -214,8 +242,8 @@ class StatefulBackbone(nn.Module):
     `forward(frames, *states) -> (logits, *states)` feeds the hop's new frames. The last state is
     the pooling window: the embeddings of the latest `steps` steps, a clip's worth, zeros for steps
     before the stream began (so every state keeps its shape from the first hop on). It runs a copy of
-    the backbone made for short hops (`for_streaming`: batch norms folded, depthwise convolutions
-    as shifted products)."""
+    the backbone made for short hops (`for_streaming`: batch norms folded, convolutions on short
+    inputs by im2col)."""
 
     def __init__(self, backbone: nn.Module, input_shape: Sequence[int]):
         super().__init__()
@@ -223,6 +251,7 @@ class StatefulBackbone(nn.Module):
         if reason:
             raise ValueError(reason)
         self.backbone = for_streaming(backbone)
+        self.layers = stateful_layers(self.backbone)  # found once: walking the modules costs more than a hop
         self.input_shape = tuple(input_shape)
         with torch.no_grad():
             self.steps = int(backbone.embed(torch.zeros(1, *input_shape)).shape[-1])
@@ -231,14 +260,14 @@ class StatefulBackbone(nn.Module):
         return self.backbone.classify(pool_steps(window, self.backbone.pool))
 
     def start(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        with carrying(self.backbone, None) as carry:
+        with carrying(self.layers, None) as carry:
             steps = self.backbone.embed(features)
         window = F.pad(steps, (max(0, self.steps - steps.shape[-1]), 0))[..., -self.steps :]
         return (self.logits(window), *carry.given, window)
 
     def embed(self, frames: torch.Tensor, states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(embeddings of the new steps, the layers' new states): no pooling."""
-        with carrying(self.backbone, states) as carry:
+        with carrying(self.layers, states) as carry:
             steps = self.backbone.embed(frames)
         return steps, carry.given
 

@@ -420,7 +420,8 @@ class StatefulClassifier(nn.Module):
     def steps_after(self, frames: int) -> int:
         """Backbone steps complete after `frames` frames of a stream: the clip model's own count."""
         with torch.no_grad():
-            probe = torch.zeros(1, *self.backbone.input_shape[:-1], frames)
+            device = next(self.backbone.parameters()).device
+            probe = torch.zeros(1, *self.backbone.input_shape[:-1], frames, device=device)
             return int(self.backbone.backbone.embed(probe).shape[-1])
 
     def step_counts(self, frame_counts: np.ndarray) -> np.ndarray:

@@ -273,11 +273,14 @@ def json_tables() -> list[Generated]:
             f"| `{r['model']}` ({repeats}) | {r['seconds_per_epoch_off']:.2f} | {r['seconds_per_epoch_on']:.2f} | "
             f"{r['hook_seconds_per_epoch']:.3f} | **{r['hook_share_percent']:.1f} %** | "
             f"{r['test_hook_seconds']:.2f} s |")
+    from tools.bench import step
     from tools.bench.stream import format_table
 
     carried = [Generated("experiments/streaming/README.md", f"streaming/{name}",
                          tuple(format_table(json.loads((EXP / "streaming" / name).read_text())).splitlines()))
                for name in ("stateful.json", "stateful_compiled.json")]
+    carried.append(Generated("experiments/streaming/README.md", "streaming/step.json", tuple(
+        step.format_table(json.loads((EXP / "streaming/step.json").read_text())).splitlines())))
     return [Generated("experiments/streaming/README.md", "streaming/results.json", hops), *carried,
             Generated("experiments/dashboards/README.md", "dashboards/results*.json", tuple(dashboards))]
 
@@ -426,6 +429,11 @@ def prose() -> list[Prose]:
                    f"state it runs at {causal_speed('32-true')}x real time in fp32"),
         Prose(top, f"{carried_gain('stateful.json')}x in eager mode and {carried_gain('stateful_compiled.json')}x "
                    "compiled for BC-ResNet-3 at 20 ms"),
+        Prose(top, f"costs {step_gain('torchscript')}x and {step_gain('onnxruntime')}x less than the eager windowed "
+                   f"hop, but only {step_gain('torchscript', True)}x and {step_gain('onnxruntime', True)}x less than"),
+        Prose("experiments/streaming/README.md", f"by the compiled hop ({carried_gain('stateful_compiled.json')}x) and "
+                                                 f"the exported steps ({step_gain('torchscript')}x TorchScript, "
+                                                 f"{step_gain('onnxruntime')}x onnxruntime)"),
         Prose("experiments/kws_stream/README.md", f"**{kws_stream('causal', 'clip_test_acc')} % against "
                                                   f"{kws_stream('paper', 'clip_test_acc')} %** for the paper recipe"),
         Prose("experiments/kws_stream/README.md", f"the causal paper recipe misses as much as the original (calibrated "
@@ -433,16 +441,28 @@ def prose() -> list[Prose]:
                                                   f"{kws_stream('paper', 'test_frr', 'calibrated')})"),
         Prose("experiments/kws_stream/README.md", f"runs at **{causal_speed('32-true')}x real time in fp32 and "
                                                   f"{causal_speed('bf16-mixed')}x in bf16**"),
+        Prose("experiments/kws_stream/README.md", "there it misses **"
+              f"{kws_stream('noise_causal', 'val_frr', 'calibrated+post', percent=True)} % at "
+              f"{kws_stream('noise_causal', 'val_fa_per_hour', 'calibrated+post', digits=1)} FA/h against "
+              f"{kws_stream('noise', 'val_frr', 'calibrated+post', percent=True)} % at "
+              f"{kws_stream('noise', 'val_fa_per_hour', 'calibrated+post', digits=1)} FA/h**"),
+        Prose("experiments/kws_stream/README.md", "it misses "
+              f"{kws_stream('noise_causal', 'test_frr', 'calibrated', percent=True)} % at "
+              f"{kws_stream('noise_causal', 'test_fa_per_hour', 'calibrated', digits=1)} FA/h (calibrated; "
+              f"{kws_stream('noise_causal', 'test_frr', 'calibrated+post', percent=True)} % at "
+              f"{kws_stream('noise_causal', 'test_fa_per_hour', 'calibrated+post', digits=1)} FA/h with"),
+        Prose("experiments/kws_stream/README.md", f"Its price is clip accuracy: "
+              f"{kws_stream('noise_causal', 'clip_test_acc')} % against {kws_stream('noise', 'clip_test_acc')} %"),
     ]
 
 
-def kws_stream(arm: str, column: str, decision: str = "clip") -> str:
-    """mean ± std over seeds of one kws_stream runs.csv column (clip accuracy in %)."""
+def kws_stream(arm: str, column: str, decision: str = "clip", percent: bool = False, digits: int = 3) -> str:
+    """mean ± std over seeds of one kws_stream runs.csv column (clip accuracy, or `percent`, in % to 1 digit)."""
     with (EXP / "kws_stream/runs.csv").open() as file:
         rows = [r for r in csv.DictReader(file) if r["arm"] == arm and r["decision"] == decision]
-    if column == "clip_test_acc":
+    if column == "clip_test_acc" or percent:
         return pm([100 * float(r[column]) for r in rows], 1)
-    return pm([float(r[column]) for r in rows], 3)
+    return pm([float(r[column]) for r in rows], digits)
 
 
 def carried_gain(name: str) -> str:
@@ -450,6 +470,15 @@ def carried_gain(name: str) -> str:
     rows = json.loads((EXP / "streaming" / name).read_text())
     row = next(r for r in rows if r["backbone"] == "bcresnet" and r["hop_ms"] == 20.0)
     return f"{row['windowed'] / row['carried']:.1f}"
+
+
+def step_gain(runtime: str, same_runtime: bool = False) -> str:
+    """The eager windowed hop (or the runtime's own) / the runtime's carried hop, BC-ResNet at 20 ms (step.json)."""
+    rows = [r for r in json.loads((EXP / "streaming/step.json").read_text())
+            if r["backbone"] == "bcresnet" and r["hop_ms"] == 20.0]
+    row = next(r for r in rows if r["runtime"] == runtime)
+    windowed = row["windowed"] if same_runtime else next(r for r in rows if r["runtime"] == "eager")["windowed"]
+    return f"{windowed / row['carried']:.1f}"
 
 
 def causal_speed(precision: str) -> str:

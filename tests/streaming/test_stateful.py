@@ -2,23 +2,30 @@
 of the causal model over every frame so far (models/streaming.py, StatefulClassifier in runtime.py).
 
 Tolerance: 1e-4 on logits in float32 over many hops (measured: at most 1.2e-7); ONNX vs PyTorch 1e-4.
-Batch norms get random running statistics, so a layer that mixed up frames would show it.
+Batch norms get random running statistics and affine parameters, so a layer that mixed up frames would show it.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from audioclf.audio.frontends import build_frontend
+from audioclf.deploy.export import sidecar
 from audioclf.deploy.streaming import export_streaming, replay_difference, streaming_form
 from audioclf.lit.module import AudioClassifier
 from audioclf.models import build_backbone
-from audioclf.models.streaming import StatefulBackbone, carrying, pool_steps
+from audioclf.models.streaming import StatefulBackbone, carrying, pool_steps, stateful_layers
 from audioclf.streaming.detection import say_once, window_probabilities
 from audioclf.streaming.runtime import CannotStream, StatefulClassifier, stateless_reason
+from audioclf.tasks import export as export_task
+from tests.conftest import compose_config
 from tests.streaming.test_runtime import recording
+from tests.tasks.test_export import save_checkpoint
 
 TOLERANCE = 1e-4
 SHAPE = (1, 40, 101)  # logmel, 1 s at 16 kHz
@@ -33,6 +40,9 @@ def randomized(backbone: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.copy_(torch.rand(module.running_mean.shape, generator=generator) - 0.5)
             module.running_var.copy_(0.5 + 1.5 * torch.rand(module.running_var.shape, generator=generator))
+            if module.affine:
+                module.weight.data.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
+                module.bias.data.copy_(torch.rand(module.bias.shape, generator=generator) - 0.5)
     return backbone.eval()
 
 
@@ -83,7 +93,7 @@ def test_states_must_be_exactly_the_previous_hops():
         with pytest.raises(ValueError, match="^fewer states than stateful layers"):
             stream(frames, *states[:3])
         with pytest.raises(ValueError, match="^1 states were not used"):
-            with carrying(stream.backbone, [*states[:-1], states[0]]):
+            with carrying(stateful_layers(stream.backbone), [*states[:-1], states[0]]):
                 stream.backbone.embed(frames)
 
 
@@ -159,3 +169,32 @@ def test_the_stateful_step_exports_to_onnx_with_its_states_and_matches_over_50_h
     result = export_streaming(model, tmp_path / "step.onnx", 320)
     assert result["stateful"] and result["states"] == {"bcresnet": 15, "gru": 4, "dscnn": 6}[name]
     assert replay_difference(streaming_form(model, 320)[0], result["path"], hops=50) <= TOLERANCE
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_cli_writes_the_stateful_step_and_checks_it(tmp_path, fmt, capsys):
+    pytest.importorskip("onnxruntime")
+    ckpt = tmp_path / "model.ckpt"
+    save_checkpoint(classifier("bcresnet", {"causal": True, "width": 1}), ckpt)
+    cfg = compose_config(tmp_path, [f"ckpt_path={ckpt}", f"format={fmt}", "streaming=true"], config_name="export")
+    result = export_task.run(cfg)
+    assert result["stateful"] and result["states"] == 15 and result["max_abs_diff"] <= TOLERANCE
+    meta = json.loads(sidecar(Path(result["path"])).read_text())
+    assert meta["hop_samples"] == 320 and meta["format"] == fmt and len(meta["input"]) == 2 + 15
+    runtime = "onnxruntime" if fmt == "onnx" else "TorchScript"
+    assert f"check: 50 hops in {runtime}" in capsys.readouterr().out
+
+
+
+def test_the_step_bench_times_windowed_and_carried_hops_in_each_runtime(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from tools.bench import step as bench
+
+    rows = bench.main(["--backbones", "gru", "--rounds", "2", "--warmup", "1", "--json", str(tmp_path / "r.json")])
+    assert [(r["backbone"], r["hop_ms"], r["runtime"]) for r in rows] == [
+        ("gru", 20.0, "eager"), ("gru", 20.0, "torchscript"), ("gru", 20.0, "onnxruntime")]
+    assert all(r["windowed"] > 0 and r["carried"] > 0 for r in rows)
+    assert rows[1]["rtf_carried"] == pytest.approx(rows[1]["carried"] / 20.0)
+    out = capsys.readouterr().out
+    assert f"| `gru` | 20.0 | onnxruntime | {rows[2]['windowed']:.3f} | {rows[2]['carried']:.3f} |" in out
+    assert json.loads((tmp_path / "r.json").read_text()) == rows
