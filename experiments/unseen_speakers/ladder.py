@@ -29,9 +29,12 @@ from audioclf.report.results import mean_std
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 
 
-def rung_row(folder: Path) -> dict | None:
+def rung_row(folder: Path, recorded: list[dict]) -> dict | None:
+    """The rung's ladder row from its runs under `folder` and its `recorded` runs (ladder_runs.csv rows of
+    jobs the folder lacks: seeds run in an earlier checkout)."""
     accs = defaultdict(dict)  # split -> seed -> test acc %
     seconds = []
+    epochs, members = None, 0
     for metrics_file in sorted(folder.glob("*/metrics.json")):
         metrics = json.loads(metrics_file.read_text())
         split = split_of(metrics, metrics_file.parent)
@@ -39,6 +42,10 @@ def rung_row(folder: Path) -> dict | None:
         seconds.append(metrics["train_seconds"])
         epochs = metrics["epochs"]
         members = len(metrics["job"].get("members", []))  # an ensemble.py rung: one ensemble per split
+    for run in recorded:
+        accs[run["split"]][int(run["seed"])] = 100 * float(run["test/acc"])
+        seconds.append(float(run["train_seconds"]))
+        epochs = epochs or int(run["epochs"])
     if not seconds:
         return None
     what, overrides = ([*(folder / "rung.txt").read_text().splitlines(), "", ""])[:2]
@@ -49,7 +56,7 @@ def rung_row(folder: Path) -> dict | None:
     worst = min(per_speaker, key=per_speaker.get) if per_speaker else ""
     official = list(accs.get("official", {}).values())
     jobs = sum(len(v) for v in accs.values())
-    expected = len(seeds) * (len(SPEAKERS) + ("official" in accs))  # loso.sh OFFICIAL=0: speakers only
+    expected = len(seeds) * len(SPEAKERS) + len(official)  # the official split may run fewer seeds (OFFICIAL=0)
     return {
         "rung": folder.name,
         "what changed": what,
@@ -159,14 +166,22 @@ def run_rows(folder: Path) -> list[dict]:
     return rows
 
 
-def write_run_rows(path: Path, folders: list[Path]) -> None:
-    """ladder_runs.csv: the rungs read back now replace their old rows; the other rungs' rows stay."""
-    read_now = {folder.name for folder in folders}
-    kept = []
-    if path.is_file():
-        with open(path, newline="") as f:
-            kept = [row for row in csv.DictReader(f) if row["rung"] not in read_now]
-    rows = kept + [row for folder in folders for row in run_rows(folder)]
+def recorded_runs(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def merged_runs(recorded: list[dict], folders: list[Path]) -> list[dict]:
+    """ladder_runs.csv's rows with the runs read back now: a job read now replaces its old row, the
+    other jobs' rows stay (seeds added in a later checkout extend a rung instead of erasing it)."""
+    read_now = [row for folder in folders for row in run_rows(folder)]
+    fresh = {(row["rung"], row["job"]) for row in read_now}
+    return [row for row in recorded if (row["rung"], row["job"]) not in fresh] + read_now
+
+
+def write_run_rows(path: Path, rows: list[dict]) -> None:
     if rows:
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -180,7 +195,12 @@ def main(ladder: Path) -> None:
     out = Path(__file__).parent
     by_rung = recorded_rows(out / "ladder.csv")
     folders = [p for p in ladder.iterdir() if p.is_dir()] if ladder.is_dir() else []
-    by_rung.update({row["rung"]: row for folder in folders if (row := rung_row(folder))})
+    recorded = recorded_runs(out / "ladder_runs.csv")
+    for folder in folders:
+        jobs_here = {p.parent.name for p in folder.glob("*/metrics.json")}
+        earlier = [r for r in recorded if r["rung"] == folder.name and r["job"] not in jobs_here]
+        if row := rung_row(folder, earlier):
+            by_rung[row["rung"]] = row
     rows = [by_rung[name] for name in sorted(by_rung, key=rung_order)]
     if not rows:
         sys.exit(f"error: no finished runs under {ladder}: run experiments/unseen_speakers/loso.sh first")
@@ -188,7 +208,7 @@ def main(ladder: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
-    write_run_rows(out / "ladder_runs.csv", folders)
+    write_run_rows(out / "ladder_runs.csv", merged_runs(recorded, folders))
     (out / "ladder.md").write_text(markdown(rows))
     print(markdown(rows))
 

@@ -32,6 +32,8 @@ def test_fsdd_official_split(fsdd_root):
     assert [len(splits[s]) for s in ("train", "val", "test")] == [10 * 2 * 2, 10 * 2 * 5, 10 * 2 * 5]
     assert all(int(c.path.rsplit("_", 1)[1][:-4]) < 5 for c in splits["test"])
     assert source.class_names == [str(d) for d in range(10)]
+    auto = build_source("fsdd", root=str(fsdd_root), data_dir="unused", url="file:///none", val_speaker="auto")
+    assert {s: auto.clips(s) for s in ("train", "val", "test")} == splits  # no speaker held out: as seen
 
 
 def test_fsdd_unseen_speaker_split(fsdd_root):
@@ -65,8 +67,8 @@ def test_fsdd_validation_speaker_errors_name_the_fix(fsdd_root):
     args = {"root": str(fsdd_root), "data_dir": "x", "url": "x"}
     with pytest.raises(UserError, match="val_speaker=jackson: choose seen, auto or one of \\['george'\\]"):
         build_source("fsdd", **args, split="speaker=jackson", val_speaker="jackson")
-    with pytest.raises(UserError, match="data.val_speaker=auto needs a speaker split"):
-        build_source("fsdd", **args, val_speaker="auto")
+    with pytest.raises(UserError, match="data.val_speaker=george needs a speaker split"):
+        build_source("fsdd", **args, val_speaker="george")
 
 
 def test_folder_split_by_ratio_is_seeded_and_disjoint(tmp_path):

@@ -5,8 +5,9 @@ says), 5-9 in validation and the rest in train. `speaker=<name>` holds that
 speaker out entirely as the test set (unseen-speaker evaluation); `val_speaker`
 says who validates: `seen` (indices 0-4 of the training speakers: val/acc then
 measures seen voices), `auto` (the speaker after the test one in name order, held
-out whole, so that val/acc, early stopping and test_ckpt=best see an unseen voice)
-or a speaker's name.
+out whole, so that val/acc, early stopping and test_ckpt=best see an unseen voice;
+under the official split, where no speaker is held out, the same as `seen`) or a
+speaker's name.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def parse_names(folder: Path) -> dict[Path, tuple[str, str, int]]:
 
 def split_rule(split: str, speakers: set[str], val_speaker: str = "seen"):
     if split == "official":
-        if val_speaker != "seen":
+        if val_speaker not in ("seen", "auto"):  # auto: a held-out speaker where the split holds one out
             raise UserError(f"data.val_speaker={val_speaker} needs a speaker split: add "
                             "\"data.split='speaker=<name>'\" or drop data.val_speaker")
         return lambda speaker, index: "test" if index < 5 else "val" if index < 10 else "train"
