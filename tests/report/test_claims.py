@@ -281,7 +281,12 @@ def json_tables() -> list[Generated]:
                for name in ("stateful.json", "stateful_compiled.json")]
     carried.append(Generated("experiments/streaming/README.md", "streaming/step.json", tuple(
         step.format_table(json.loads((EXP / "streaming/step.json").read_text())).splitlines())))
-    return [Generated("experiments/streaming/README.md", "streaming/results.json", hops), *carried,
+    from tools.bench.train_speed import format_report
+
+    speed = json.loads((EXP / "benchmark/train_speed.json").read_text())
+    train_speed = Generated("experiments/benchmark/README.md", "benchmark/train_speed.json",
+                            tuple(line for line in format_report(speed).splitlines() if line.startswith("|")))
+    return [Generated("experiments/streaming/README.md", "streaming/results.json", hops), *carried, train_speed,
             Generated("experiments/dashboards/README.md", "dashboards/results*.json", tuple(dashboards))]
 
 
