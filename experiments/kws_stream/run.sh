@@ -14,6 +14,7 @@
 #               model streams with state (audioclf/models/streaming.py)
 #   noise_causal  noise with model.causal=true: experiment=kws_stream as it ships (chosen over noise on the
 #               validation streams: the same FRR, and it streams with state)
+#   shipped     experiment=kws_stream with nothing changed: noise_causal at the config's 30 epochs
 # ARMS="noise small" trains only those arms (evaluate.py scores every checkpoint runs.csv lacks).
 # then evaluate.py scores every checkpoint on the same streams and summarize.py writes results.md.
 #   experiments/kws_stream/run.sh [extra overrides]
@@ -23,7 +24,7 @@ source "$(dirname "$0")/../common.sh"
 EPOCHS="${EPOCHS:-20}"
 SEEDS="${SEEDS:-0 1 2}"
 SC_ROOT="${SC_ROOT:-../shared/data/speech_commands_sample}"
-ARMS="${ARMS:-paper stream noise kws_stream small causal noise_causal}"
+ARMS="${ARMS:-paper stream noise kws_stream small causal noise_causal shipped}"
 RUNS="logs/multiruns/kws_stream/$STAMP"
 sc="data=speech_commands data.root=$SC_ROOT data.download=false data.labels=kws12"
 DATA_ARGS="$sc"  # what finish writes into run_info.txt
@@ -42,6 +43,7 @@ for seed in $SEEDS; do
     echo "causal-s$seed seed=$seed $sc model=bcresnet model.causal=true trainer.max_epochs=$EPOCHS test_ckpt=last"
     echo "noise_causal-s$seed seed=$seed $sc experiment=kws_stream model.causal=true trainer.max_epochs=$EPOCHS" \
         "augment.stream_cut_prob=0 augment.stream_anywhere=false stream_calibration.enabled=false"
+    echo "shipped-s$seed seed=$seed $sc experiment=kws_stream stream_calibration.enabled=false"
 done | grep -E "^($(echo "$ARMS" | tr ' ' '|'))-s" | run_queue kws_stream
 if [[ -n "${TRAIN_ONLY:-}" ]]; then exit 0; fi
 "$PYTHON" experiments/kws_stream/evaluate.py "$RUNS" "$SC_ROOT"

@@ -20,7 +20,8 @@ ARMS = {"paper": "bcresnet paper recipe", "stream": "+ stream windows only",
         "noise": "+ SNR noise and gain (experiment=kws_stream)", "kws_stream": "+ SNR noise, gain and stream windows",
         "small": "+ SNR noise, gain and stream windows, width 1.5",
         "causal": "bcresnet paper recipe, causal (model.causal=true)",
-        "noise_causal": "+ SNR noise and gain, causal (model.causal=true)"}
+        "noise_causal": "+ SNR noise and gain, causal (model.causal=true)",
+        "shipped": "experiment=kws_stream as it ships (causal, 30 epochs)"}
 DECISIONS = {
     "clip": "per-keyword clip thresholds (1 % FAR on val clips), smooth 3",
     "calibrated": "one threshold calibrated on val streams for 2 FA/h, smooth 3",
