@@ -470,10 +470,12 @@ def prose() -> list[Prose]:
         Prose("experiments/kws_stream/README.md", "it misses **"
               f"{kws_stream('shipped', 'test_frr', 'calibrated', percent=True)} % at "
               f"{kws_stream('shipped', 'test_fa_per_hour', 'calibrated', digits=1)} FA/h** (calibrated"),
-        Prose("experiments/kws_stream/README.md", f"{kws_stream('shipped', 'test_frr', 'calibrated+post', percent=True)} "
-              f"% at {kws_stream('shipped', 'test_fa_per_hour', 'calibrated+post', digits=1)} FA/h with calibrated "
-              f"post-processing; on the validation streams {kws_stream('shipped', 'val_frr', 'calibrated+post', percent=True)}"
-              f" % at {kws_stream('shipped', 'val_fa_per_hour', 'calibrated+post', digits=1)} FA/h"),
+        Prose("experiments/kws_stream/README.md",
+              f"{kws_stream('shipped', 'test_frr', 'calibrated+post', percent=True)} % at "
+              f"{kws_stream('shipped', 'test_fa_per_hour', 'calibrated+post', digits=1)} FA/h with calibrated "
+              "post-processing; on the validation streams "
+              f"{kws_stream('shipped', 'val_frr', 'calibrated+post', percent=True)} % at "
+              f"{kws_stream('shipped', 'val_fa_per_hour', 'calibrated+post', digits=1)} FA/h"),
         Prose("experiments/kws_stream/README.md", f"Its price is clip accuracy: "
               f"{kws_stream('noise_causal', 'clip_test_acc')} % against {kws_stream('noise', 'clip_test_acc')} %"),
     ]
