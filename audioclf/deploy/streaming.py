@@ -99,12 +99,16 @@ def export_streaming(model: AudioClassifier, output: str | Path, hop: int, opset
     return {"path": str(path), "stateful": reason is None, "reason": reason, "states": len(example) - 2}
 
 
-def step_runner(path: str | Path) -> Any:
-    """A call (chunk, *states) -> [probabilities, *states] of an exported step, numpy in and out."""
+def step_runner(path: str | Path, threads: int | None = None) -> Any:
+    """A call (chunk, *states) -> [probabilities, *states] of an exported step (or any exported model),
+    numpy in and out; `threads`: onnxruntime's intra-op threads (default: its own, every core)."""
     if str(path).endswith(".onnx"):
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = options.inter_op_num_threads = threads
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
         return lambda *inputs: session.run(None, dict(zip(names, inputs, strict=True)))
     module = torch.jit.load(str(path))

@@ -21,7 +21,6 @@ kept state) by the row's carried hop; `windowed / carried` compares within the r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -33,9 +32,9 @@ import torch
 from torch import nn
 
 from audioclf.deploy.export import quiet
-from audioclf.deploy.streaming import export_step_onnx, export_step_torchscript
+from audioclf.deploy.streaming import export_step_onnx, export_step_torchscript, step_runner
 from audioclf.streaming.runtime import StatefulClassifier, framing_of
-from tools.bench.stream import CLOCKS, build, nearest_hop
+from tools.bench.stream import CLOCKS, build, nearest_hop, report
 
 RUNTIMES = ("eager", "torchscript", "onnxruntime")
 
@@ -60,7 +59,7 @@ def windowed_runner(model: Windowed, window: torch.Tensor, runtime: str, folder:
     path = folder / "windowed.onnx"
     with quiet():
         torch.onnx.export(model, (window,), dynamo=True, opset_version=18, verbose=False).save(str(path))
-    return onnx_session(path)
+    return step_runner(path, threads=1)
 
 
 def carried_runner(step: StatefulClassifier, runtime: str, folder: Path) -> Callable[..., Any]:
@@ -69,18 +68,7 @@ def carried_runner(step: StatefulClassifier, runtime: str, folder: Path) -> Call
     if runtime == "torchscript":
         return torch.jit.load(str(export_step_torchscript(step, folder / "step.pt")))
     path = export_step_onnx(step, folder / "step.onnx")
-    return onnx_session(path)
-
-
-def onnx_session(path: Path) -> Callable[..., Any]:
-    """step_runner's session at one intra-op thread (its default takes every core)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    return lambda *inputs: session.run(None, dict(zip(names, inputs, strict=True)))
+    return step_runner(path, threads=1)
 
 
 @torch.inference_mode()
@@ -147,12 +135,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     load = os.getloadavg()
     rows = [bench(name, hop_ms, runtime, args.rounds, args.warmup, args.clock)
             for hop_ms in args.hops_ms for name in args.backbones for runtime in args.runtimes]
-    print(format_table(rows))
-    print(f"\n{args.clock} clock; {args.threads} thread(s), {os.cpu_count()} CPUs, load average "
-          f"{load[0]:.2f} before and {os.getloadavg()[0]:.2f} after; medians of {args.rounds} hops after "
-          f"{args.warmup} warm-up")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    report(format_table(rows), rows, args, load)
     return rows
 
 

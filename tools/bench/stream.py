@@ -192,13 +192,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     load = os.getloadavg()
     rows = [bench(name, hop_ms, args.rounds, args.warmup, args.causal, args.clock, args.compile)
             for hop_ms in args.hops_ms for name in args.backbones]
-    print(format_table(rows))
-    print(f"\n{args.clock} clock; {args.threads} torch thread(s), {os.cpu_count()} CPUs, "
-          f"load average {load[0]:.2f} before "
-          f"and {os.getloadavg()[0]:.2f} after; medians of {args.rounds} hops after {args.warmup} warm-up")
+    report(format_table(rows), rows, args, load)
+    return rows
+
+
+def report(table: str, rows: list[dict[str, Any]], args: argparse.Namespace, load: tuple[float, ...]) -> None:
+    """Print the table and how it was measured; write the rows to --json if given."""
+    print(table)
+    print(f"\n{args.clock} clock; {args.threads} thread(s), {os.cpu_count()} CPUs, load average {load[0]:.2f} "
+          f"before and {os.getloadavg()[0]:.2f} after; medians of {args.rounds} hops after {args.warmup} warm-up")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
-    return rows
 
 
 if __name__ == "__main__":
