@@ -203,16 +203,28 @@ def build(folder: Path, key, source, clips, sample_rate, num_samples, skip_bad_f
     staging.mkdir(parents=True)
     try:
         write_staging(staging, key, source, clips, sample_rate, num_samples, skip_bad_files, workers)
-    except BaseException:  # a bad file, a full disk, Ctrl-C: leave no half-written bank (gigabytes at full size)
+        swap_in(staging, folder, key, sample_rate)
+    finally:  # a bad file, a full disk, Ctrl-C, a lost race: leave no half-written bank (gigabytes at full size)
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        staging.replace(folder)
-    except OSError:  # another process put its (identical) bank there first
-        if load_cached(folder, key, sample_rate) is None:
-            raise
-        shutil.rmtree(staging, ignore_errors=True)
+
+
+def swap_in(staging: Path, folder: Path, key: str, sample_rate: int) -> None:
+    """Rename `staging` to `folder`. An intact bank already there is another process's identical one:
+    keep it (it may be in use). A damaged one is renamed aside first, so no reader sees it half-deleted."""
+    for _ in range(3):
+        try:
+            staging.replace(folder)
+            return
+        except OSError:  # the folder exists and is not empty
+            if load_cached(folder, key, sample_rate) is not None:
+                return
+            aside = folder.with_name(f"{folder.name}.old{os.getpid()}")
+            try:
+                folder.replace(aside)
+            except FileNotFoundError:  # another process moved it aside first
+                continue
+            shutil.rmtree(aside, ignore_errors=True)
+    staging.replace(folder)
 
 
 def write_staging(staging: Path, key, source, clips, sample_rate, num_samples, skip_bad_files, workers) -> None:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from audioclf.errors import UserError
+from audioclf.report.files import replaced
 from audioclf.streaming.detection import Detection
 
 COLUMNS = ("file", "start_s", "end_s", "label")
@@ -242,10 +242,7 @@ def format_score(score: StreamScore, collar: float) -> str:
 
 def write_score(path: Path, score: StreamScore) -> None:
     """The score table as CSV (plus hours scanned), written beside `path` and renamed over it at the end."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", newline="") as stream:
+    with replaced(path) as temporary, temporary.open("w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow([*SCORE_HEADER, "hours"])
         writer.writerows([*row, f"{score.hours:.9g}"] for row in score_rows(score))
-    os.replace(temporary, path)

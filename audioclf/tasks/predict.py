@@ -12,7 +12,6 @@ cannot be read, or a folder of nothing else, is a one-line error.
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from audioclf.errors import UserError
 from audioclf.lit.checkpoints import device_for, load_classifier
 from audioclf.lit.module import AudioClassifier
 from audioclf.lit.precision import resolve_precision
+from audioclf.report.files import replaced
 from audioclf.streaming.detection import IGNORED, Detection, stream_file, stream_thresholds
 from audioclf.streaming.scoring import (
     Event,
@@ -159,14 +159,11 @@ def report_skipped(skipped: list[BadAudioFile], classified: int) -> None:
 
 def write_csv(path: Path, results: list[tuple[Path, list[tuple[str, float]]]], top_k: int) -> None:
     """file,label,probability: top_k rows per file, written beside `path` and renamed over it at the end."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", newline="") as stream:
+    with replaced(path) as temporary, temporary.open("w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(["file", "label", "probability"])
         for file, ranked in results:
             writer.writerows([str(file), label, f"{prob:.6f}"] for label, prob in ranked[:top_k])
-    os.replace(temporary, path)
 
 
 def check_stream_options(cfg: DictConfig) -> None:

@@ -49,6 +49,7 @@ from omegaconf import DictConfig, open_dict
 
 from audioclf.config import CONF_DIR, check_group_choices, to_dict
 from audioclf.errors import UserError
+from audioclf.report.files import replaced
 from audioclf.report.tables import markdown_table
 
 log = logging.getLogger("audioclf.tasks.search")
@@ -158,10 +159,16 @@ def make_storage(search: dict[str, Any]) -> optuna.storages.BaseStorage | None:
                         max_retry=search.get("max_retry", 2)
                     ),
                 )
-        except sqlalchemy.exc.IntegrityError:  # workers that start together race to create the tables
-            if attempt == 4:
+        except sqlalchemy.exc.DBAPIError as error:
+            if attempt == 4 or not creation_race(error):
                 raise
             time.sleep(0.5 + attempt)
+
+
+def creation_race(error: Exception) -> bool:
+    """Workers that start together race to create the tables: one loses with a duplicate row or, on
+    SQLite, with 'table ... already exists'."""
+    return isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error)
 
 
 def worker_name() -> str:
@@ -314,7 +321,7 @@ def write_results(
 ) -> None:
     trials = [t for t in study.trials if not t.user_attrs.get("surplus")]
     names = list(search["params"])
-    with open(root / "trials.csv", "w", newline="") as out:
+    with replaced(root / "trials.csv") as temporary, temporary.open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(
             ["trial", "state", "value", "epochs_run", "last_reported", "seconds", "worker", "retry_of", *names]
@@ -354,7 +361,8 @@ def write_results(
             f"python train.py {base} {' '.join(best.user_attrs['overrides'])}",
             "```",
         ]
-    (root / "best.md").write_text("\n".join(lines) + "\n")
+    with replaced(root / "best.md") as temporary:
+        temporary.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwrote {root}/trials.csv, search_history.png and best.md")
 
@@ -398,5 +406,6 @@ def history_figure(trials: list, title: str, path: Path, monitor: str) -> None:
     for axes in (left, right):
         axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with replaced(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)

@@ -264,3 +264,56 @@ def test_a_failed_build_leaves_no_partial_bank(tree, tmp_path):
     with pytest.raises(UserError, match="skip_bad_files"):
         load_or_build(folder_source(root), "train", RATE, LENGTH, cache)
     assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def build_in_child(root: str, cache: str, queue) -> None:
+    try:
+        bank = load_or_build(folder_source(Path(root)), "train", RATE, LENGTH, cache)
+        queue.put(np.asarray(bank.waves).tobytes())
+    except Exception as error:  # the parent asserts on it
+        queue.put(repr(error))
+
+
+def test_processes_building_one_bank_together_all_read_it(tree, tmp_path, monkeypatch):
+    """Search workers on one machine share a cache: every process that builds the same bank at the same
+    moment gets it intact, and one copy stays (a finished bank was once deleted under a reader)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # the children inherit the patched write_staging
+    together = context.Barrier(3)
+    real = clips.write_staging
+
+    def write_then_wait(*args, **kwargs):
+        real(*args, **kwargs)
+        together.wait(timeout=60)  # all three swap their staging folders in at once
+
+    monkeypatch.setattr(clips, "write_staging", write_then_wait)
+    root, written = tree
+    queue = context.Queue()
+    children = [context.Process(target=build_in_child, args=(str(root), str(tmp_path / "cache"), queue))
+                for _ in range(3)]
+    for child in children:
+        child.start()
+    results = [queue.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+    expected = expected_bank(folder_source(root), written).tobytes()
+    assert all(result == expected for result in results), [r for r in results if isinstance(r, str)]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [bank_folder(tmp_path / "cache").name]
+
+
+def test_a_build_that_loses_the_race_keeps_the_bank_in_place(tree, tmp_path):
+    """A process that built the bank after another put it in place drops its own copy: the one in place
+    may be open in the other process."""
+    root, written = tree
+    source = folder_source(root)
+    cache = tmp_path / "cache"
+    load_or_build(source, "train", RATE, LENGTH, cache)
+    folder = bank_folder(cache)
+    in_place = (folder / "waves.npy").stat().st_ino
+    key = clips.cache_key(source, source.clips("train"), RATE, LENGTH)
+    clips.build(folder, key, source, source.clips("train"), RATE, LENGTH, False, None)  # the loser's build
+    assert (folder / "waves.npy").stat().st_ino == in_place
+    assert [p.name for p in cache.iterdir()] == [folder.name]
+    np.testing.assert_array_equal(np.asarray(clips.load_cached(folder, key, RATE).waves),
+                                  expected_bank(source, written))

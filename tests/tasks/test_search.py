@@ -161,6 +161,32 @@ def finish(process, tmp_path, name, timeout=300):
     assert process.wait(timeout=timeout) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
 
 
+def test_workers_that_open_a_new_sqlite_study_together_all_get_it(tmp_path):
+    """Workers started together race to create the tables; the losers (SQLite: 'table studies already
+    exists') retry and open the winner's tables."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    together = threading.Barrier(4)
+    opened, failed = [], []
+
+    def open_storage():
+        together.wait(timeout=30)
+        try:
+            opened.append(make_storage({"storage": url, "heartbeat_s": 60}))
+        except Exception as error:
+            failed.append(error)
+
+    threads = [threading.Thread(target=open_storage) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failed and len(opened) == 4
+    optuna.create_study(study_name="shared", storage=opened[0])
+    assert [s.study_name for s in optuna.get_all_study_summaries(opened[3])] == ["shared"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])
 def test_two_workers_share_one_study(tmp_path, kind):
