@@ -21,7 +21,13 @@ ARMS = {"paper": "bcresnet paper recipe", "stream": "+ stream windows only",
         "small": "+ SNR noise, gain and stream windows, width 1.5",
         "causal": "bcresnet paper recipe, causal (model.causal=true)",
         "noise_causal": "+ SNR noise and gain, causal (model.causal=true)",
-        "shipped": "experiment=kws_stream as it ships (causal, 30 epochs)"}
+        "shipped": "experiment=kws_stream as it shipped (causal, 30 epochs)",
+        "long_paper": "bcresnet paper recipe, 100 epochs (H200)",
+        "long_causal": "bcresnet paper recipe, causal, 100 epochs (H200)",
+        "long_noise": "+ SNR noise and gain, 100 epochs (H200)",
+        "long": "+ SNR noise and gain, causal, 100 epochs (H200)",
+        "long_windows": "+ SNR noise, gain and stream windows, causal, 100 epochs (H200)",
+        "wide": "+ SNR noise and gain, causal, width 6, 100 epochs (H200)"}
 DECISIONS = {
     "clip": "per-keyword clip thresholds (1 % FAR on val clips), smooth 3",
     "calibrated": "one threshold calibrated on val streams for 2 FA/h, smooth 3",

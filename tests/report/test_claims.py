@@ -370,6 +370,7 @@ def nested_claims(top: str, us: str) -> list[Prose]:
 
 def prose() -> list[Prose]:
     top, studies, us = "README.md", "experiments/README.md", "experiments/unseen_speakers/README.md"
+    kws = "experiments/kws_stream/README.md"
     bcr = "bcresnet_sc_paper"
     return [
         *nested_claims(top, us),
@@ -440,8 +441,9 @@ def prose() -> list[Prose]:
         Prose("experiments/lstm_preprocessing/README.md", f"Standardized log-mel over time frames: "
                                                           f"{acc(LSTM, 'logmel80_0.5s')} %"),
         Prose(top, f"a causal BC-ResNet-3 scores {kws_stream('causal', 'clip_test_acc')} % against "
-                   f"{kws_stream('paper', 'clip_test_acc')} % (paper recipe, 20 epochs, 3 seeds), and scored with "
-                   f"state it runs at {causal_speed('32-true')}x real time in fp32"),
+                   f"{kws_stream('paper', 'clip_test_acc')} % (paper recipe, 20 epochs, 3 seeds; "),
+        Prose(top, f"and scored with state it runs at {scoring_speed('scoring_speed_causal.json', '32-true')}x "
+                   "real time in fp32"),
         Prose(top, f"{carried_gain('stateful.json')}x in eager mode and {carried_gain('stateful_compiled.json')}x "
                    "compiled for BC-ResNet-3 at 20 ms"),
         Prose(top, f"costs {step_gain('torchscript')}x and {step_gain('onnxruntime')}x less than the eager windowed "
@@ -454,8 +456,8 @@ def prose() -> list[Prose]:
         Prose("experiments/kws_stream/README.md", f"the causal paper recipe misses as much as the original (calibrated "
                                                   f"{kws_stream('causal', 'test_frr', 'calibrated')} against "
                                                   f"{kws_stream('paper', 'test_frr', 'calibrated')})"),
-        Prose("experiments/kws_stream/README.md", f"runs at **{causal_speed('32-true')}x real time in fp32 and "
-                                                  f"{causal_speed('bf16-mixed')}x in bf16**"),
+        Prose(kws, f"runs at **{scoring_speed('scoring_speed_causal.json', '32-true')}x real time in fp32 and "
+                   f"{scoring_speed('scoring_speed_causal.json', 'bf16-mixed')}x in bf16**"),
         Prose("experiments/kws_stream/README.md", "there it misses **"
               f"{kws_stream('noise_causal', 'val_frr', 'calibrated+post', percent=True)} % at "
               f"{kws_stream('noise_causal', 'val_fa_per_hour', 'calibrated+post', digits=1)} FA/h against "
@@ -478,7 +480,60 @@ def prose() -> list[Prose]:
               f"{kws_stream('shipped', 'val_fa_per_hour', 'calibrated+post', digits=1)} FA/h"),
         Prose("experiments/kws_stream/README.md", f"Its price is clip accuracy: "
               f"{kws_stream('noise_causal', 'clip_test_acc')} % against {kws_stream('noise', 'clip_test_acc')} %"),
+        # the 100-epoch arms; wide is experiment=kws_stream as it ships
+        *(Prose(readme, f"{kws_stream('wide', 'test_frr', 'calibrated', percent=True)} % of the keywords at "
+                        f"{kws_stream('wide', 'test_fa_per_hour', 'calibrated', digits=1)} FA/h")
+          for readme in ("README.md", "experiments/README.md")),
+        Prose(top, f"({kws_stream('wide', 'test_frr', 'calibrated+post', percent=True)} % with calibrated "
+                   f"post-processing), with {kws_stream('wide', 'clip_test_acc')} % on clips. The paper recipe "
+                   f"trained as long scores {kws_stream('long_paper', 'clip_test_acc')} % on clips and misses "
+                   f"{kws_stream('long_paper', 'test_frr', 'calibrated', percent=True)} %"),
+        Prose(top, f"{kws_stream('long_causal', 'clip_test_acc')} % against {kws_stream('long_paper', 'clip_test_acc')}"
+                   " % at 100"),
+        Prose(kws, f"{kws_stream('long_paper', 'clip_test_acc')} % on clips, but on the test streams it misses "
+                   f"**{kws_stream('long_paper', 'test_frr', 'calibrated', percent=True)} % at "
+                   f"{kws_stream('long_paper', 'test_fa_per_hour', 'calibrated', digits=1)} FA/h** (calibrated for 2 "
+                   f"FA/h; {kws_stream('long_paper', 'val_frr', 'calibrated+post', percent=True)} % on the "
+                   "validation streams). Made causal, the same: "
+                   f"{kws_stream('long_causal', 'test_frr', 'calibrated', percent=True)}"),
+        Prose(kws, f"{kws_stream('long_noise', 'test_frr', 'calibrated', percent=True)} % missed at "
+                   f"{kws_stream('long_noise', 'test_fa_per_hour', 'calibrated', digits=1)} FA/h (test, calibrated), "
+                   "causal "
+                   f"{kws_stream('long', 'test_frr', 'calibrated', percent=True)} % at "
+                   f"{kws_stream('long', 'test_fa_per_hour', 'calibrated', digits=1)} FA/h; on the validation streams "
+                   f"{kws_stream('long_noise', 'val_frr', 'calibrated+post')} and "
+                   f"{kws_stream('long', 'val_frr', 'calibrated+post')}"),
+        Prose(kws, f"({kws_stream('long_noise', 'clip_test_acc')} % and {kws_stream('long', 'clip_test_acc')} % "
+                   f"against {kws_stream('long_paper', 'clip_test_acc')} %)"),
+        Prose(kws, f"validation {kws_stream('long_windows', 'val_frr', 'calibrated+post')} against "
+                   f"{kws_stream('long', 'val_frr', 'calibrated+post')} without them (test "
+                   f"{kws_stream('long_windows', 'test_frr', 'calibrated')}), at a point of clip accuracy "
+                   f"({kws_stream('long_windows', 'clip_test_acc')} %)"),
+        Prose(kws, f"misses {kws_stream('wide', 'val_frr', 'calibrated+post')} on the validation streams against "
+                   f"{kws_stream('long', 'val_frr', 'calibrated+post')} at width 3"),
+        Prose(kws, f"misses **{kws_stream('wide', 'test_frr', 'calibrated', percent=True)} % at "
+                   f"{kws_stream('wide', 'test_fa_per_hour', 'calibrated', digits=1)} FA/h** (calibrated; per seed "
+                   f"{per_seed('wide', 'test_frr', 'calibrated')}), and **"
+                   f"{kws_stream('wide', 'test_frr', 'calibrated+post', percent=True)} % at "
+                   f"{kws_stream('wide', 'test_fa_per_hour', 'calibrated+post', digits=1)} FA/h** with calibrated"),
+        Prose(kws, f"On clips it scores **{kws_stream('wide', 'clip_test_acc')} %**, above the paper recipe's "
+                   f"{kws_stream('long_paper', 'clip_test_acc')} % at the same 100"),
+        Prose(kws, f"runs at **{scoring_speed('scoring_speed_wide.json', '32-true')}x real time in fp32 and "
+                   f"{scoring_speed('scoring_speed_wide.json', 'bf16-mixed')}x in bf16**"),
     ]
+
+
+def per_seed(arm: str, column: str, decision: str) -> str:
+    """One kws_stream runs.csv column per seed, `0.440 / 0.236 / 0.255`."""
+    with (EXP / "kws_stream/runs.csv").open() as file:
+        rows = [r for r in csv.DictReader(file) if r["arm"] == arm and r["decision"] == decision]
+    return " / ".join(f"{float(r[column]):.3f}" for r in sorted(rows, key=lambda r: int(r["seed"])))
+
+
+def scoring_speed(name: str, precision: str) -> str:
+    """x real time (CPU time) of a kws_stream scoring bench JSON at one precision."""
+    rows = json.loads((EXP / "kws_stream" / name).read_text())["rows"]
+    return f"{next(r for r in rows if r['precision'] == precision)['x_real_time_cpu']:.0f}"
 
 
 def kws_stream(arm: str, column: str, decision: str = "clip", percent: bool = False, digits: int = 3) -> str:
@@ -504,11 +559,6 @@ def step_gain(runtime: str, same_runtime: bool = False) -> str:
     row = next(r for r in rows if r["runtime"] == runtime)
     windowed = row["windowed"] if same_runtime else next(r for r in rows if r["runtime"] == "eager")["windowed"]
     return f"{windowed / row['carried']:.1f}"
-
-
-def causal_speed(precision: str) -> str:
-    rows = json.loads((EXP / "kws_stream/scoring_speed_causal.json").read_text())["rows"]
-    return f"{next(r for r in rows if r['precision'] == precision)['x_real_time_cpu']:.0f}"
 
 
 def _id(claim) -> str:

@@ -1,4 +1,4 @@
-"""experiment=kws_stream: trains with stream windows, calibrates on validation streams, and predict
+"""experiment=kws_stream: trains with noise and gain, calibrates on validation streams, and predict
 stream=true uses the calibrated threshold and post-processing from the checkpoint."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def kws_stream(tmp_path, root, *overrides):
 def test_the_recipe_composes_with_stream_training_and_calibration(tmp_path, speech_commands_root):
     cfg = kws_stream(tmp_path, speech_commands_root)
     assert cfg.model.name == "bcresnet" and cfg.data.labels == "kws12"
+    assert cfg.model.causal and cfg.model.width == 6 and cfg.trainer.max_epochs == 1  # the recipe's 100: overridden
     assert cfg.augment.noise_mode == "snr" and list(cfg.augment.noise_snr_db) == [0.0, 20.0]
     assert cfg.augment.stream_cut_prob == 0 and not cfg.augment.stream_anywhere  # chosen on validation streams
     calibration = build.build_calibration(cfg)
