@@ -357,6 +357,7 @@ def nested_claims(top: str, us: str) -> list[Prose]:
               f"{rung('17_mix_sc_digits', 'official')} %"),
         Prose(us, f"split: **{rung('17_mix_sc_digits', 'official')} %** for rung 17 (seeds: "
                   + ", ".join(f"{acc:.1f}" for acc in official) + " %)"),
+        Prose(us, f"rung 18 gives {rung('18_sc_pretrained', 'official')} % there (5 seeds)"),
         Prose(us, f"**Nested LOSO: {figure_} % (worst seed {nested.worst(per_seed).split(' ')[0]} %)**"),
         Prose(us, f"leave-one-speaker-out is **{figure_} %** (worst seed {nested.worst(per_seed).split(' ')[0]} %"),
         Prose(us, f"at the config's default seed (42) george scores **{default_run('auto')} %**"),
