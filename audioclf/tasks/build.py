@@ -252,6 +252,7 @@ class Calibration:
     seed: int
     target_fa_per_hour: float
     stream_hop: float
+    min_hours: float = 0.0  # more passes over the split's words until the streams are this long
 
 
 def build_calibration(cfg: DictConfig) -> Calibration | None:
@@ -259,11 +260,14 @@ def build_calibration(cfg: DictConfig) -> Calibration | None:
     if not node or not node.get("enabled"):
         return None
     recipe = build_stream_recipe(node, "stream_calibration.")
-    target, hop = node.get("target_fa_per_hour"), node.get("stream_hop")
+    target, hop, min_hours = node.get("target_fa_per_hour"), node.get("stream_hop"), node.get("min_hours", 0.0)
     if not is_number(target) or target <= 0:
         raise UserError(f"stream_calibration.target_fa_per_hour={target} must be a positive number of false "
                         "alarms per hour, e.g. stream_calibration.target_fa_per_hour=2")
     if not is_number(hop) or hop <= 0:
         raise UserError(f"stream_calibration.stream_hop={hop} must be a positive number of seconds, "
                         "e.g. stream_calibration.stream_hop=0.1")
-    return Calibration(recipe, node.split, node.count, node.seed, float(target), float(hop))
+    if not is_number(min_hours) or min_hours < 0:
+        raise UserError(f"stream_calibration.min_hours={min_hours} must be a number of hours >= 0, "
+                        "e.g. stream_calibration.min_hours=3")
+    return Calibration(recipe, node.split, node.count, node.seed, float(target), float(hop), float(min_hours))

@@ -51,10 +51,13 @@ def build_test_streams(root: str, folder: Path):
     return streams
 
 
-def build_calibration_streams(root: str):
+def build_calibration_streams(root: str, passes: int = 3):
+    """train's stream_calibration streams: 3 passes (about 1 h of the sample's validation words) as the
+    arms were first calibrated; 9 passes (about 3 h) as stream_calibration.min_hours=3 now builds them."""
     from audioclf.streaming.streams import StreamRecipe, build_streams
 
-    return build_streams(sc_source(root, "share"), "val", 16000, 4, StreamRecipe(minutes=15.0, passes=3), seed=0)
+    recipe = StreamRecipe(minutes=15.0, passes=passes)
+    return build_streams(sc_source(root, "share"), "val", 16000, 4, recipe, seed=0)
 
 
 def score_at(streams, class_names, threshold, post):
@@ -121,6 +124,38 @@ def evaluate_checkpoint(job: str, checkpoint: str, root: str, test_folder: str) 
     return rows, curve_rows
 
 
+def calibrated_3h_rows(job: str, checkpoint: str, root: str, test_folder: str) -> list[dict]:
+    """The calibrated decisions again, on 3 h of validation streams (train's min_hours=3): rows
+    `calibrated_3h` and `calibrated_3h+post`, the other columns as evaluate_checkpoint writes them."""
+    import torch
+
+    torch.set_num_threads(1)
+    from audioclf.data.io import read_audio
+    from audioclf.lit.checkpoints import load_classifier
+    from audioclf.streaming.evaluation import PostProcessing, calibrate, score_built_streams
+    from audioclf.streaming.streams import Stream
+
+    model = load_classifier(checkpoint)
+    names = list(model.class_names)
+    test = score_built_streams(model, [Stream(p.stem, read_audio(p)[0], events)
+                                       for p, events in _test_streams(Path(test_folder))])
+    scored_val = score_built_streams(model, build_calibration_streams(root, passes=9))
+    plain = PostProcessing(smooth=3)
+    _, fixed_point = calibrate(scored_val, names, TARGET, grid=[plain])
+    post, post_point = calibrate(scored_val, names, TARGET)
+    arm, seed = job.rsplit("-s", 1)
+    rows = []
+    for decision, point, chosen in (("calibrated_3h", fixed_point, plain), ("calibrated_3h+post", post_point, post)):
+        frr, fa_per_hour, delay = score_at(test, names, point.threshold, chosen)
+        rows.append({"job": job, "arm": arm, "seed": int(seed), "decision": decision,
+                     "threshold": round(float(point.threshold), 5), "smooth": chosen.smooth,
+                     "refractory_s": chosen.refractory_s, "min_windows": chosen.min_windows,
+                     "test_frr": round(frr, 4), "test_fa_per_hour": round(fa_per_hour, 3),
+                     "test_mean_delay_s": None if delay is None else round(delay, 3),
+                     "test_hours": round(sum(s.seconds for s in test) / 3600, 3), **validation_columns(point)})
+    return rows
+
+
 def validation_columns(point) -> dict:
     """The calibration's own point on the validation streams: what a recipe is chosen on."""
     if point is None:
@@ -170,8 +205,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", 2)))
     parser.add_argument("--validation", nargs="+", default=[], metavar="ARM",
                         help="only add the validation-stream point to these arms' rows scored before it existed")
+    parser.add_argument("--calibrated-3h", nargs="+", default=[], metavar="ARM",
+                        help="only add these arms' decisions calibrated on 3 h of validation streams")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.calibrated_3h:
+        add_calibrated_3h(args.calibrated_3h, args.runs, args.sc_root, args.jobs)
+        return
     if args.validation:
         runs = read_rows(HERE / "runs.csv")
         count = add_validation(runs, args.validation, args.runs, args.sc_root, args.jobs)
@@ -192,6 +232,22 @@ def main() -> None:
     write_rows(HERE / "runs.csv", runs + [row for rows, _ in results for row in rows])
     write_rows(HERE / "curves.csv", curves + [row for _, rows in results for row in rows])
     print(f"wrote {HERE / 'runs.csv'} and curves.csv ({len(jobs)} checkpoints scored, {len(done)} kept)")
+
+
+def add_calibrated_3h(arms: list[str], folder: Path, root: str, jobs: int) -> None:
+    runs = read_rows(HERE / "runs.csv")
+    have = {row["job"] for row in runs if row["decision"].startswith("calibrated_3h")}
+    todo = sorted({row["job"] for row in runs if row["arm"] in arms} - have)
+    with ProcessPoolExecutor(jobs) as pool:
+        found = list(pool.map(calibrated_3h_rows, todo, [str(folder / job / "0/checkpoints/last.ckpt") for job in todo],
+                              [root] * len(todo), [str(folder / "streams")] * len(todo)))
+    clip = {row["job"]: row for row in runs if row["decision"] == "clip"}
+    for rows in found:  # the per-checkpoint columns, as on the job's other rows
+        for row in rows:
+            base = clip[row["job"]]
+            row.update({key: base[key] for key in ("clip_test_acc", "epochs", "train_seconds", "realtime_factor")})
+    write_rows(HERE / "runs.csv", runs + [row for rows in found for row in rows])
+    print(f"wrote {HERE / 'runs.csv'} (3 h calibrations of {len(todo)} checkpoints added)")
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -38,7 +38,7 @@ def main() -> None:
     suffix, new_suffix, format = (".wav", ".flac", "FLAC") if args.direction == "pack" else (".flac", ".wav", "WAV")
     pairs = jobs(args.source, args.target, suffix, new_suffix)
     with ProcessPoolExecutor() as pool:
-        list(pool.map(convert, *zip(*pairs), [format] * len(pairs), chunksize=64))
+        list(pool.map(convert, *zip(*pairs, strict=True), [format] * len(pairs), chunksize=64))
     for other in args.source.iterdir():  # the split lists, README and LICENSE
         if other.is_file() and other.suffix != suffix:
             shutil.copy(other, args.target / other.name)

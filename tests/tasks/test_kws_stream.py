@@ -3,6 +3,8 @@ stream=true uses the calibrated threshold and post-processing from the checkpoin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from audioclf.tasks import build, predict, train
 from tests.conftest import compose_config
 
 SMALL_CALIBRATION = ["stream_calibration.count=1", "stream_calibration.minutes=0.5", "stream_calibration.passes=1",
-                     "stream_calibration.gap_s=[0.2,0.5]"]
+                     "stream_calibration.gap_s=[0.2,0.5]", "stream_calibration.min_hours=0"]
 
 
 def kws_stream(tmp_path, root, *overrides):
@@ -36,6 +38,7 @@ def test_the_recipe_composes_with_stream_training_and_calibration(tmp_path, spee
     ("stream_calibration.target_fa_per_hour=0", "stream_calibration.target_fa_per_hour=0 must be a positive"),
     ("stream_calibration.split=dev", "stream_calibration.split=dev is unknown"),
     ("stream_calibration.count=0", "stream_calibration.count=0 must be a whole number"),
+    ("stream_calibration.min_hours=-1", "stream_calibration.min_hours=-1 must be a number of hours"),
 ])
 def test_a_bad_calibration_setting_is_one_line_before_training(tmp_path, speech_commands_root, override, message):
     cfg = kws_stream(tmp_path, speech_commands_root, override)
@@ -64,3 +67,18 @@ def test_one_epoch_calibrates_saves_and_predict_uses_it(tmp_path, speech_command
     predict.run(predict_cfg)
     assert f"threshold {saved['threshold']:.4f}, smooth {saved['smooth']}" in capsys.readouterr().err
     assert predict.stream_settings(predict_cfg, load_classifier(checkpoint))["min_windows"] == saved["min_windows"]
+
+
+def test_calibration_streams_pass_over_the_words_again_until_min_hours(tmp_path, speech_commands_root):
+    """A small calibration split gets more passes over its words, so a budget of a few false alarms per hour
+    is judged on enough audio; a large one is left as its passes make it."""
+    cfg = kws_stream(tmp_path, speech_commands_root, "stream_calibration.minutes=0.01")
+    datamodule = build.build_datamodule(cfg)
+    datamodule.prepare_data()
+    one_pass = build.build_calibration(cfg)
+    hours = sum(len(s.samples) for s in train.calibration_streams(one_pass, datamodule)) / 16000 / 3600
+    longer = replace(one_pass, min_hours=2.5 * hours)
+    streams = train.calibration_streams(longer, datamodule)
+    assert sum(len(s.samples) for s in streams) / 16000 / 3600 >= 2.5 * hours
+    words = sum(len(s.events) for s in streams)
+    assert words == 3 * sum(len(s.events) for s in train.calibration_streams(one_pass, datamodule))  # 3 passes
