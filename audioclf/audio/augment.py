@@ -22,7 +22,7 @@ from torch import nn
 # augment.* keys that act on features (the module's frontend and training step), not on waveforms here
 FEATURE_KEYS = ("spec_augment", "mixup_alpha", "vtlp")
 # augment.* keys of StreamWindows (they change labels, so they run before the waveform augmentation)
-STREAM_KEYS = ("stream_cut_prob", "stream_cut_visible", "stream_anywhere")
+STREAM_KEYS = ("stream_cut_prob", "stream_cut_visible", "stream_anywhere", "stream_junction_prob")
 
 
 class NoiseBank(nn.Module):
@@ -236,25 +236,32 @@ class StreamWindows(nn.Module):
       that is entering or leaving, and a clip-trained model fires on them.
     - `anywhere`: the other keyword clips are moved so the word lies anywhere it fits whole, not only
       near the centre where Speech Commands puts it (a sliding window meets it at every offset).
+    - `junction_prob`: a share of the word clips (keywords and `_unknown_`) is replaced by a junction, the
+      end of another word (at most `cut_visible` of its speech) at the left edge and the start of this one
+      at the right, labelled `_unknown_`: a sliding window spans every gap between two words.
     """
 
     def __init__(self, sample_rate: int, keyword_labels: list[int], unknown_label: int | None,
-                 cut_prob: float = 0.0, cut_visible: float = 0.4, anywhere: bool = False):
+                 cut_prob: float = 0.0, cut_visible: float = 0.4, anywhere: bool = False,
+                 junction_prob: float = 0.0):
         super().__init__()
-        if cut_prob > 0 and unknown_label is None:
-            raise ValueError(f"stream_cut_prob={cut_prob} relabels cut keywords as _unknown_, and the data has "
-                             "no _unknown_ class: use data.labels=kws12 or stream_cut_prob=0")
-        if not 0 <= cut_prob <= 1 or not 0 <= cut_visible < 1:
-            raise ValueError(f"stream_cut_prob={cut_prob} and stream_cut_visible={cut_visible} must be shares: "
-                             "0 <= stream_cut_prob <= 1, 0 <= stream_cut_visible < 1")
+        for name, share in (("stream_cut_prob", cut_prob), ("stream_junction_prob", junction_prob)):
+            if share > 0 and unknown_label is None:
+                raise ValueError(f"{name}={share} relabels windows as _unknown_, and the data has "
+                                 f"no _unknown_ class: use data.labels=kws12 or {name}=0")
+        if not 0 <= cut_prob <= 1 or not 0 <= junction_prob <= 1 or not 0 <= cut_visible < 1:
+            raise ValueError(f"stream_cut_prob={cut_prob}, stream_junction_prob={junction_prob} and "
+                             f"stream_cut_visible={cut_visible} must be shares: 0 <= stream_cut_prob <= 1, "
+                             "0 <= stream_junction_prob <= 1, 0 <= stream_cut_visible < 1")
         self.frame = max(1, sample_rate // 100)  # 10 ms
         self.register_buffer("keywords", torch.tensor(sorted(keyword_labels), dtype=torch.long), persistent=False)
         self.unknown_label = unknown_label
         self.cut_prob, self.cut_visible, self.anywhere = cut_prob, cut_visible, anywhere
+        self.junction_prob = junction_prob
 
     @property
     def active(self) -> bool:
-        return self.cut_prob > 0 or self.anywhere
+        return self.cut_prob > 0 or self.anywhere or self.junction_prob > 0
 
     def forward(self, waves: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch, length = waves.shape
@@ -271,7 +278,27 @@ class StreamWindows(nn.Module):
         cut_shift = torch.where(leaving, length - visible - start, visible - end)  # right edge / left edge
         shifts = torch.where(cut, cut_shift, shifts)
         labels = torch.where(cut, torch.full_like(labels, self.unknown_label or 0), labels)
+        if self.junction_prob > 0:
+            is_word = (is_keyword | (labels == self.unknown_label)) & ~cut
+            return self.junctions(waves, labels, is_word, start, end, shift_clips(waves, shifts))
         return shift_clips(waves, shifts), labels
+
+    def junctions(self, waves: torch.Tensor, labels: torch.Tensor, is_word: torch.Tensor, start: torch.Tensor,
+                  end: torch.Tensor, shifted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replace a share of the word clips by a junction: another word clip leaving at the left edge,
+        this one entering at the right, each showing at most `cut_visible` of its speech."""
+        batch, length = waves.shape
+        device = waves.device
+        words = torch.nonzero(is_word).flatten()
+        junction = is_word & (torch.rand(batch, device=device) < self.junction_prob)
+        if len(words) < 2 or not junction.any():
+            return shifted, labels
+        partner = words[torch.randint(len(words), (batch,), device=device)]
+        visible = (torch.rand(2, batch, device=device) * self.cut_visible * (end - start)).long()
+        entering = shift_clips(waves, length - visible[0] - start)
+        leaving = shift_clips(waves[partner], visible[1] - end[partner])
+        mixed = torch.where(junction[:, None], entering + leaving, shifted)
+        return mixed, torch.where(junction, torch.full_like(labels, self.unknown_label), labels)
 
 
 def mixup(features: torch.Tensor, labels: torch.Tensor, num_classes: int,

@@ -1,4 +1,5 @@
-"""StreamWindows: keyword clips cut at the window's edge become _unknown_, others move anywhere."""
+"""StreamWindows: keyword clips cut at the window's edge become _unknown_, others move anywhere, and junctions
+of two words become _unknown_."""
 
 from __future__ import annotations
 
@@ -56,9 +57,32 @@ def test_other_labels_are_left_alone():
     assert torch.equal(waves, words(8)) and torch.equal(out, labels)
 
 
+def test_junctions_show_the_end_of_one_word_and_the_start_of_another_as_unknown():
+    torch.manual_seed(0)
+    windows = StreamWindows(RATE, [KEYWORD], UNKNOWN, junction_prob=1.0, cut_visible=0.4)
+    labels = torch.tensor([KEYWORD, UNKNOWN] * 32)
+    waves, out = windows(words(64), labels)
+    assert out.tolist() == [UNKNOWN] * 64
+    speaking = waves.abs() > 0
+    assert speaking[:, :2000].any(-1).float().mean() > 0.9  # a word leaving at the left edge...
+    assert speaking[:, -2000:].any(-1).float().mean() > 0.9  # ...and one entering at the right
+    assert not speaking[:, 2000:-2000].any()  # nothing whole in between
+    assert (speech_inside(waves) <= 2 * 0.4 * 4000 + 2).all()
+
+
+def test_junctions_leave_silence_alone_and_keep_the_rest_at_zero_share():
+    windows = StreamWindows(RATE, [KEYWORD], UNKNOWN, junction_prob=1.0)
+    labels = torch.tensor([SILENCE] * 8)
+    waves, out = windows(words(8), labels)
+    assert torch.equal(waves, words(8)) and torch.equal(out, labels)
+    assert not StreamWindows(RATE, [KEYWORD], UNKNOWN, junction_prob=0.0).active
+
+
 def test_cutting_needs_an_unknown_class():
     with pytest.raises(ValueError, match="stream_cut_prob=0.5 relabels"):
         StreamWindows(RATE, [KEYWORD], None, cut_prob=0.5)
+    with pytest.raises(ValueError, match="stream_junction_prob=0.2 relabels"):
+        StreamWindows(RATE, [KEYWORD], None, junction_prob=0.2)
 
 
 def test_the_config_turns_it_on(tmp_path, speech_commands_root):
@@ -66,10 +90,12 @@ def test_the_config_turns_it_on(tmp_path, speech_commands_root):
     from tests.conftest import compose_config
 
     cfg = compose_config(tmp_path, ["data=speech_commands", f"data.root={speech_commands_root}",
-                                    "augment.stream_cut_prob=0.5", "augment.stream_anywhere=true"])
+                                    "augment.stream_cut_prob=0.5", "augment.stream_anywhere=true",
+                                    "augment.stream_junction_prob=0.2"])
     datamodule = build.build_datamodule(cfg)
     build.build_augment(cfg, datamodule)
     assert datamodule.windows is not None and datamodule.windows.cut_prob == 0.5
+    assert datamodule.windows.junction_prob == 0.2
     cfg = compose_config(tmp_path, ["data=speech_commands", f"data.root={speech_commands_root}"])
     datamodule = build.build_datamodule(cfg)
     build.build_augment(cfg, datamodule)
