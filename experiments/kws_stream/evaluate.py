@@ -76,48 +76,26 @@ def score_at(streams, class_names, threshold, post):
 
 
 def evaluate_checkpoint(job: str, checkpoint: str, root: str, test_folder: str) -> tuple[list[dict], list[dict]]:
-    import torch
+    from audioclf.streaming.evaluation import PostProcessing, curve, operating_point, score_built_streams
 
-    torch.set_num_threads(1)
-    from audioclf.data.io import read_audio
-    from audioclf.lit.checkpoints import load_classifier
-    from audioclf.streaming.evaluation import PostProcessing, calibrate, curve, operating_point, score_built_streams
-    from audioclf.streaming.streams import Stream
-
-    model = load_classifier(checkpoint)
-    names = list(model.class_names)
-    test = [Stream(p.stem, read_audio(p)[0], events) for p, events in _test_streams(Path(test_folder))]
+    model, names = load_model(checkpoint)
     started = time.perf_counter()
-    scored_test = score_built_streams(model, test)
+    scored_test = score_test_streams(model, test_folder)
     seconds_scored = time.perf_counter() - started
-    scored_val = score_built_streams(model, build_calibration_streams(root))
-    test_hours = sum(s.seconds for s in scored_test) / 3600
-    plain = PostProcessing(smooth=3)
-    _, fixed_point = calibrate(scored_val, names, TARGET, grid=[plain])
-    post, post_point = calibrate(scored_val, names, TARGET)
-    decisions = {
-        "clip": (dict(model.detection_thresholds or {}) or 0.6, plain),
-        "calibrated": (fixed_point.threshold, plain),
-        "calibrated+post": (post_point.threshold, post),
-    }
-    validation = {"calibrated": fixed_point, "calibrated+post": post_point}
+    plain, fixed_point, post, post_point = calibrations(score_built_streams(model, build_calibration_streams(root)),
+                                                        names)
     metrics = json.loads((Path(checkpoint).parents[1] / "metrics.json").read_text())
-    arm, seed = job.rsplit("-s", 1)
-    rows = []
-    for decision, (threshold, chosen) in decisions.items():
-        frr, fa_per_hour, delay = score_at(scored_test, names, threshold, chosen)
-        rows.append({
-            "job": job, "arm": arm, "seed": int(seed), "decision": decision,
-            "threshold": "per keyword" if isinstance(threshold, dict) else round(float(threshold), 5),
-            "smooth": chosen.smooth, "refractory_s": chosen.refractory_s, "min_windows": chosen.min_windows,
-            "test_frr": round(frr, 4), "test_fa_per_hour": round(fa_per_hour, 3),
-            "test_mean_delay_s": None if delay is None else round(delay, 3), "test_hours": round(test_hours, 3),
-            **validation_columns(validation.get(decision)),
-            "clip_test_acc": round(metrics["test/acc"], 4), "epochs": metrics["epochs"],
-            "train_seconds": metrics["train_seconds"],
-            "realtime_factor": round(test_hours * 3600 / seconds_scored, 1),
-        })
+    per_checkpoint = {"clip_test_acc": round(metrics["test/acc"], 4), "epochs": metrics["epochs"],
+                      "train_seconds": metrics["train_seconds"],
+                      "realtime_factor": round(hours(scored_test) * 3600 / seconds_scored, 1)}
+    clip = dict(model.detection_thresholds or {}) or 0.6
+    rows = [decision_row(job, "clip", clip, PostProcessing(smooth=3), None, scored_test, names) | per_checkpoint,
+            decision_row(job, "calibrated", fixed_point.threshold, plain, fixed_point, scored_test, names)
+            | per_checkpoint,
+            decision_row(job, "calibrated+post", post_point.threshold, post, post_point, scored_test, names)
+            | per_checkpoint]
     oracle = curve(scored_test, names, post=post)
+    arm, seed = job.rsplit("-s", 1)
     curve_rows = [{"job": job, "arm": arm, "seed": int(seed), "budget": budget,
                    "frr": round(float(point.frr), 4), "threshold": round(float(point.threshold), 5)}
                   for budget in BUDGETS for point in [operating_point(oracle, budget)]]
@@ -126,34 +104,60 @@ def evaluate_checkpoint(job: str, checkpoint: str, root: str, test_folder: str) 
 
 def calibrated_3h_rows(job: str, checkpoint: str, root: str, test_folder: str) -> list[dict]:
     """The calibrated decisions again, on 3 h of validation streams (train's min_hours=3): rows
-    `calibrated_3h` and `calibrated_3h+post`, the other columns as evaluate_checkpoint writes them."""
+    `calibrated_3h` and `calibrated_3h+post`; add_calibrated_3h copies the per-checkpoint columns."""
+    from audioclf.streaming.evaluation import score_built_streams
+
+    model, names = load_model(checkpoint)
+    scored_test = score_test_streams(model, test_folder)
+    plain, fixed_point, post, post_point = calibrations(
+        score_built_streams(model, build_calibration_streams(root, passes=9)), names)
+    return [decision_row(job, "calibrated_3h", fixed_point.threshold, plain, fixed_point, scored_test, names),
+            decision_row(job, "calibrated_3h+post", post_point.threshold, post, post_point, scored_test, names)]
+
+
+def load_model(checkpoint: str):
     import torch
 
     torch.set_num_threads(1)
-    from audioclf.data.io import read_audio
     from audioclf.lit.checkpoints import load_classifier
-    from audioclf.streaming.evaluation import PostProcessing, calibrate, score_built_streams
-    from audioclf.streaming.streams import Stream
 
     model = load_classifier(checkpoint)
-    names = list(model.class_names)
-    test = score_built_streams(model, [Stream(p.stem, read_audio(p)[0], events)
+    return model, list(model.class_names)
+
+
+def score_test_streams(model, test_folder: str):
+    from audioclf.data.io import read_audio
+    from audioclf.streaming.evaluation import score_built_streams
+    from audioclf.streaming.streams import Stream
+
+    return score_built_streams(model, [Stream(p.stem, read_audio(p)[0], events)
                                        for p, events in _test_streams(Path(test_folder))])
-    scored_val = score_built_streams(model, build_calibration_streams(root, passes=9))
+
+
+def calibrations(scored_val, names: list[str]):
+    """(smooth 3, its point, the chosen post-processing, its point) for TARGET on the calibration streams."""
+    from audioclf.streaming.evaluation import PostProcessing, calibrate
+
     plain = PostProcessing(smooth=3)
     _, fixed_point = calibrate(scored_val, names, TARGET, grid=[plain])
     post, post_point = calibrate(scored_val, names, TARGET)
+    return plain, fixed_point, post, post_point
+
+
+def hours(streams) -> float:
+    return sum(s.seconds for s in streams) / 3600
+
+
+def decision_row(job: str, decision: str, threshold, post, point, scored_test, names: list[str]) -> dict:
+    """One runs.csv row: a decision's test FRR, FA/h and delay, and its validation point (None: none)."""
+    frr, fa_per_hour, delay = score_at(scored_test, names, threshold, post)
     arm, seed = job.rsplit("-s", 1)
-    rows = []
-    for decision, point, chosen in (("calibrated_3h", fixed_point, plain), ("calibrated_3h+post", post_point, post)):
-        frr, fa_per_hour, delay = score_at(test, names, point.threshold, chosen)
-        rows.append({"job": job, "arm": arm, "seed": int(seed), "decision": decision,
-                     "threshold": round(float(point.threshold), 5), "smooth": chosen.smooth,
-                     "refractory_s": chosen.refractory_s, "min_windows": chosen.min_windows,
-                     "test_frr": round(frr, 4), "test_fa_per_hour": round(fa_per_hour, 3),
-                     "test_mean_delay_s": None if delay is None else round(delay, 3),
-                     "test_hours": round(sum(s.seconds for s in test) / 3600, 3), **validation_columns(point)})
-    return rows
+    return {"job": job, "arm": arm, "seed": int(seed), "decision": decision,
+            "threshold": "per keyword" if isinstance(threshold, dict) else round(float(threshold), 5),
+            "smooth": post.smooth, "refractory_s": post.refractory_s, "min_windows": post.min_windows,
+            "test_frr": round(frr, 4), "test_fa_per_hour": round(fa_per_hour, 3),
+            "test_mean_delay_s": None if delay is None else round(delay, 3),
+            "test_hours": round(hours(scored_test), 3), **validation_columns(point)}
 
 
 def validation_columns(point) -> dict:
@@ -165,17 +169,10 @@ def validation_columns(point) -> dict:
 
 def validation_points(job: str, checkpoint: str, root: str) -> tuple[str, dict[str, dict]]:
     """(job, decision -> validation columns) for a checkpoint already scored on the test streams."""
-    import torch
+    from audioclf.streaming.evaluation import score_built_streams
 
-    torch.set_num_threads(1)
-    from audioclf.lit.checkpoints import load_classifier
-    from audioclf.streaming.evaluation import PostProcessing, calibrate, score_built_streams
-
-    model = load_classifier(checkpoint)
-    names = list(model.class_names)
-    scored_val = score_built_streams(model, build_calibration_streams(root))
-    _, fixed_point = calibrate(scored_val, names, TARGET, grid=[PostProcessing(smooth=3)])
-    _, post_point = calibrate(scored_val, names, TARGET)
+    model, names = load_model(checkpoint)
+    _, fixed_point, _, post_point = calibrations(score_built_streams(model, build_calibration_streams(root)), names)
     return job, {"calibrated": validation_columns(fixed_point), "calibrated+post": validation_columns(post_point)}
 
 

@@ -34,7 +34,7 @@ from torch import nn
 from audioclf.deploy.export import quiet
 from audioclf.deploy.streaming import export_step_onnx, export_step_torchscript, step_runner
 from audioclf.streaming.runtime import StatefulClassifier, framing_of
-from tools.bench.stream import CLOCKS, build, nearest_hop, report
+from tools.bench.stream import CLOCKS, add_timing_args, build, nearest_hop, report
 
 RUNTIMES = ("eager", "torchscript", "onnxruntime")
 
@@ -120,11 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backbones", nargs="+", default=["bcresnet", "gru", "dscnn"])
     parser.add_argument("--hops-ms", nargs="+", type=float, default=[20.0])
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
-    parser.add_argument("--rounds", type=int, default=100, help="timed hops per measurement")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
-                        help="cpu: the thread's CPU time (a loaded machine's waiting left out)")
+    add_timing_args(parser, rounds=100, warmup=10, clock="cpu")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     return parser.parse_args(argv)
 

@@ -169,15 +169,20 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def add_timing_args(parser: argparse.ArgumentParser, rounds: int, warmup: int, clock: str) -> None:
+    """--rounds, --warmup, --threads and --clock, as the hop benches (this one and step.py) take them."""
+    parser.add_argument("--rounds", type=int, default=rounds, help="timed hops per measurement")
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default=clock,
+                        help="cpu: the thread's CPU time (a loaded machine's waiting left out)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.bench.stream", description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=sorted(BACKBONES), choices=sorted(BACKBONES))
     parser.add_argument("--hops-ms", nargs="+", type=float, default=[100.0, 20.0])
-    parser.add_argument("--rounds", type=int, default=50, help="timed hops per measurement")
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="cpu: the thread's CPU time (a loaded machine's waiting left out)")
+    add_timing_args(parser, rounds=50, warmup=5, clock="wall")
     parser.add_argument("--compile", action="store_true",
                         help="run the carried hop through torch.compile (minutes of compiling per backbone and hop)")
     parser.add_argument("--causal", action="store_true",
