@@ -126,6 +126,8 @@ SCHEMA: tuple[tuple[str, Range], ...] = (
     ("augment.vtlp", POSITIVE),
     ("augment.mixup_alpha", NON_NEGATIVE),
     ("augment.stream_cut_visible", Range(low=0, high=1, open_high=True)),
+    ("augment.max_pool_windows", COUNT_OR_NONE),
+    ("augment.max_pool_span_ms", NON_NEGATIVE),
     ("augment.spec_augment.*", COUNT_OR_NONE),
     # predict (eval's and predict's stream settings have their own checks, with examples: check_stream_settings)
     ("batch_size", COUNT),

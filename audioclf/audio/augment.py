@@ -23,6 +23,8 @@ from torch import nn
 FEATURE_KEYS = ("spec_augment", "mixup_alpha", "vtlp")
 # augment.* keys of StreamWindows (they change labels, so they run before the waveform augmentation)
 STREAM_KEYS = ("stream_cut_prob", "stream_cut_visible", "stream_anywhere", "stream_junction_prob")
+# augment.* keys of the max-pooling loss's training segments (SegmentWindows; the module pools over their windows)
+SEGMENT_KEYS = ("max_pool_windows", "max_pool_span_ms")
 
 
 class NoiseBank(nn.Module):
@@ -299,6 +301,55 @@ class StreamWindows(nn.Module):
         leaving = shift_clips(waves[partner], visible[1] - end[partner])
         mixed = torch.where(junction[:, None], entering + leaving, shifted)
         return mixed, torch.where(junction, torch.full_like(labels, self.unknown_label), labels)
+
+
+class SegmentWindows(nn.Module):
+    """Training segments for the max-pooling loss (train only; wekws's `max_pooling` on a window classifier).
+
+    `place` puts each clip at a random offset in a segment `span_ms` longer than the window, which the waveform
+    augmentation then treats as one recording (its noise and gain span the whole segment); `cut` slices
+    `windows` windows evenly spaced over it, (B, segment) -> (B * windows, window), as a sliding detector sees
+    the segment. The module's loss keeps one window per segment (`max_pool_window`).
+    """
+
+    def __init__(self, num_samples: int, sample_rate: int, windows: int = 0, span_ms: float = 400.0):
+        super().__init__()
+        if windows != int(windows) or windows < 0 or span_ms < 0 or (windows > 1 and span_ms == 0):
+            raise ValueError(f"max_pool_windows={windows} and max_pool_span_ms={span_ms} must be a whole number "
+                             "of windows >= 0 (0 or 1: off) and a span > 0 ms to slide them over, "
+                             "e.g. max_pool_windows=5 max_pool_span_ms=400")
+        self.num_samples, self.count = num_samples, int(windows)
+        self.span = int(round(span_ms * sample_rate / 1000))
+
+    @property
+    def active(self) -> bool:
+        return self.count > 1
+
+    @property
+    def segment_samples(self) -> int:
+        return self.num_samples + self.span
+
+    def place(self, waves: torch.Tensor) -> torch.Tensor:
+        batch = len(waves)
+        offsets = (torch.rand(batch, device=waves.device) * (self.span + 1)).long()
+        index = offsets[:, None] + torch.arange(self.num_samples, device=waves.device)
+        return torch.zeros(batch, self.segment_samples, device=waves.device).scatter(1, index, waves)
+
+    def cut(self, segments: torch.Tensor) -> torch.Tensor:
+        offsets = torch.linspace(0, self.span, self.count, device=segments.device).round().long()
+        index = offsets[:, None] + torch.arange(self.num_samples, device=segments.device)
+        return segments[:, index].reshape(-1, self.num_samples)
+
+
+def max_pool_window(logits: torch.Tensor, labels: torch.Tensor, keywords: torch.Tensor) -> torch.Tensor:
+    """The window of each segment the max-pooling loss trains on, from (B, windows, classes) logits:
+    for a keyword, the window that scores it highest (one window must fire, not every window it crosses);
+    for anything else, the window closest to a false alarm (the highest keyword probability), so no window
+    of background or of another word may fire. (B,) window indices."""
+    probabilities = logits.softmax(-1)
+    target = probabilities.gather(-1, labels[:, None, None].expand(-1, logits.shape[1], 1)).squeeze(-1)
+    alarm = probabilities[..., keywords].amax(-1) if len(keywords) else torch.zeros_like(target)
+    return torch.where(torch.isin(labels, keywords)[:, None], target, alarm).argmax(1)
 
 
 def mixup(features: torch.Tensor, labels: torch.Tensor, num_classes: int,

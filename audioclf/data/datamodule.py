@@ -19,7 +19,8 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-from audioclf.audio.augment import FEATURE_KEYS, STREAM_KEYS, NoiseBank, StreamWindows, WaveAugment
+from audioclf.audio.augment import (FEATURE_KEYS, SEGMENT_KEYS, STREAM_KEYS, NoiseBank, SegmentWindows, StreamWindows,
+                                    WaveAugment)
 from audioclf.data.clips import ClipBank, load_or_build
 from audioclf.data.io import read_noise_folder
 from audioclf.data.sampling import ResumableDataLoader, ShardedBatches, draw_weights
@@ -63,6 +64,7 @@ class AudioDataModule(L.LightningDataModule):
         self.banks: dict[str, ClipBank] = {}
         self.augment: WaveAugment | None = None
         self.windows: StreamWindows | None = None  # augment.stream_*: clips made to look like stream windows
+        self.segments: SegmentWindows | None = None  # augment.max_pool_*: the max-pooling loss's segments
 
     def build_source(self) -> Source:
         args = dict(self.source_args)
@@ -89,23 +91,29 @@ class AudioDataModule(L.LightningDataModule):
                     skip_bad_files=bool(self.loader.get("skip_bad_files", False)),
                 )
         if "train" in self.banks and self.augment is None:
-            self.augment, self.windows = self.build_augment(), self.build_windows()
+            self.build_training_transforms()
+
+    def build_training_transforms(self) -> None:
+        """The training batches' transforms from the augment config: segments first (the noise bank's
+        crops must cover a segment), then the waveform augmentation and the stream windows."""
+        self.segments = self.build_segments()
+        self.augment, self.windows = self.build_augment(), self.build_windows()
 
     def build_augment(self) -> WaveAugment:
         cfg = dict(self.augment_cfg)
-        for key in (*FEATURE_KEYS, *STREAM_KEYS):
+        for key in (*FEATURE_KEYS, *STREAM_KEYS, *SEGMENT_KEYS):
             cfg.pop(key, None)
         noise_dir = cfg.pop("noise_dir", None)
         names = list(self.source.class_names)
         silence = names.index("_silence_") if "_silence_" in names else None
-        bank = None
+        bank, length = None, self.segments.segment_samples if self.segments else self.num_samples
         if cfg.get("noise_prob", 0) > 0 or (cfg.get("fresh_silence") and silence is not None):
             if noise_dir is not None:
                 folder = Path(noise_dir).expanduser()
                 recordings = read_noise_folder(folder, self.sample_rate)
-                bank = NoiseBank.from_recordings(recordings, self.num_samples, f"noise_dir={folder}")
+                bank = NoiseBank.from_recordings(recordings, length, f"noise_dir={folder}")
             elif recordings := self.source.noise_recordings(self.sample_rate):
-                bank = NoiseBank.from_recordings(recordings, self.num_samples, f"data={self.source.name}")
+                bank = NoiseBank.from_recordings(recordings, length, f"data={self.source.name}")
             else:
                 log.warning(
                     "augment.noise_prob=%s but data=%s ships no noise: set augment.noise_dir "
@@ -121,6 +129,15 @@ class AudioDataModule(L.LightningDataModule):
         unknown = names.index("_unknown_") if "_unknown_" in names else None
         windows = StreamWindows(self.sample_rate, keywords, unknown, **cfg)
         return windows if windows.active else None
+
+    def build_segments(self) -> SegmentWindows | None:
+        """The max-pooling loss's training segments (augment.max_pool_*), or None when it is off."""
+        cfg = {key[len("max_pool_"):]: self.augment_cfg[key] for key in SEGMENT_KEYS if key in self.augment_cfg}
+        segments = SegmentWindows(self.num_samples, self.sample_rate, **cfg)
+        if segments.active and self.augment_cfg.get("mixup_alpha", 0) > 0:
+            raise ValueError("max_pool_windows and mixup_alpha both change the loss: use one of them "
+                             "(augment.max_pool_windows=0 or augment.mixup_alpha=0)")
+        return segments if segments.active else None
 
     @property
     def class_names(self) -> list[str]:
@@ -174,8 +191,12 @@ class AudioDataModule(L.LightningDataModule):
         waves, labels = batch
         waves = waves.float() / 32768
         training = self.trainer is not None and self.trainer.training
+        if training and self.segments is not None:
+            waves = self.segments.place(waves)
         if training and self.windows is not None:
             waves, labels = self.windows.to(waves.device)(waves, labels)
         if training and self.augment is not None:
             waves = self.augment.to(waves.device)(waves, labels)
+        if training and self.segments is not None:
+            waves = self.segments.cut(waves)  # (B * windows, clip): the module pools the loss over each B's windows
         return waves, labels

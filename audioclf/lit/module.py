@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from audioclf.audio.augment import mixup
+from audioclf.audio.augment import max_pool_window, mixup
 from audioclf.audio.frontends import Frontend, build_frontend
 from audioclf.models import build_backbone, count_parameters
 from audioclf.report.detection import thresholds_at_far
@@ -36,13 +36,15 @@ class AudioClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         data: dict[str, Any] | None = None,
         mixup_alpha: float = 0.0,
+        max_pool_windows: int = 0,
         vtlp: tuple[float, float] | None = None,
         frontend: Frontend | None = None,
     ):
         """`optimizer(params)` and `scheduler(optimizer, total_steps=, steps_per_epoch=)` are
         factories (e.g. partials from the config), needed only to train, so not saved in the
         checkpoint's hyperparameters; `data` is the training data config, kept so eval can
-        default to it. `frontend`: the frontend already built from `features`, `spec_augment`
+        default to it. `max_pool_windows` > 1: each training example arrives as that many windows of one
+        segment (augment.max_pool_*), and the loss keeps one of them (max_pool_window). `frontend`: the frontend already built from `features`, `spec_augment`
         and `vtlp` (the config edge builds it once, to check them); None builds it from them,
         as loading a checkpoint does."""
         super().__init__()
@@ -57,6 +59,11 @@ class AudioClassifier(L.LightningModule):
         self.num_parameters = count_parameters(self.backbone)
         self.channels_last = False  # set by use_channels_last(); a run-time choice, not a hyperparameter
         self.lr_scales: dict[str, float] = {}  # parameter name -> lr multiplier (lit/transfer.py sets them)
+        if max_pool_windows > 1 and mixup_alpha > 0:
+            raise ValueError("max_pool_windows and mixup_alpha both change the loss: use one of them "
+                             "(augment.max_pool_windows=0 or augment.mixup_alpha=0)")
+        keywords = [i for i, name in enumerate(self.class_names) if not name.startswith("_")]
+        self.register_buffer("keyword_ids", torch.tensor(keywords, dtype=torch.long), persistent=False)
 
         def scores() -> MetricCollection:
             return MetricCollection({
@@ -119,7 +126,23 @@ class AudioClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         if self.hparams.mixup_alpha > 0:
             return self._mixup_step(batch)
+        if self.hparams.max_pool_windows > 1:
+            return self._max_pool_step(batch)
         return self._step(batch, self.train_metrics, "train")[0]
+
+    def _max_pool_step(self, batch) -> torch.Tensor:
+        """The max-pooling loss: cross-entropy on one window of each segment (max_pool_window), the
+        window a sliding detector would fire on; train metrics score that window."""
+        waves, labels = batch
+        size = len(labels)
+        logits = self(waves).view(size, self.hparams.max_pool_windows, -1)
+        chosen = logits[torch.arange(size, device=logits.device),
+                        max_pool_window(logits.detach(), labels, self.keyword_ids)]
+        loss = F.cross_entropy(chosen, labels, label_smoothing=self.hparams.label_smoothing)
+        self.train_metrics.update(chosen, labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=size)
+        return loss
 
     def _mixup_step(self, batch) -> torch.Tensor:
         """Mixup on features (augment.mixup_alpha): cross-entropy against the mixed soft labels;

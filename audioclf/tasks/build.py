@@ -50,12 +50,13 @@ def build_datamodule(cfg: DictConfig, data: dict | None = None) -> AudioDataModu
 
 
 def build_augment(cfg: DictConfig, datamodule: AudioDataModule) -> None:
-    """The datamodule's waveform augmentation and stream windows, built before the clips are decoded;
+    """The datamodule's waveform augmentation, stream windows and max-pooling segments, built before the clips
+    are decoded;
     the library's ValueError about a value becomes a one-line error naming augment.<key>."""
     if datamodule.source is None:
         datamodule.prepare_data()
     with config_errors("augment", cfg.get("augment")):
-        datamodule.augment, datamodule.windows = datamodule.build_augment(), datamodule.build_windows()
+        datamodule.build_training_transforms()
 
 
 def build_optimizer(cfg: DictConfig) -> Callable:
@@ -121,6 +122,7 @@ def build_model(cfg: DictConfig, datamodule: AudioDataModule, frontend: Frontend
             features=to_dict(cfg.features),
             spec_augment=augment.get("spec_augment"),
             mixup_alpha=augment.get("mixup_alpha", 0.0),
+            max_pool_windows=int(augment.get("max_pool_windows") or 0),
             vtlp=augment.get("vtlp"),
             optimizer=optimizer,
             scheduler=scheduler,

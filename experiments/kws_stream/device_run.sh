@@ -5,7 +5,8 @@
 #           (and the wheels the machine lacks in .whl: hydra-core omegaconf antlr4 soundfile cffi pycparser)
 #   device: run command="bash experiments/kws_stream/device_run.sh" carry=[".pack", ".whl"] timeout_s=600
 # A 3-epoch probe of all the runs times an epoch; EPOCHS is then what fits (at most 100, a multiple of 10).
-# One tar per arm comes back in $OUT; here, evaluate.py scores the checkpoints on the test streams.
+# One tar per run comes back in $OUT (8 files come back at most: machine.txt, run.log and
+# 6 runs, so ARMS of at most 2 arms); here, evaluate.py scores the checkpoints on the test streams.
 set -uo pipefail
 BUDGET="${BUDGET:-530}"   # seconds from the start of this script to the last tar
 OUT="${OUT:-/tmp/device_out}"
@@ -38,7 +39,7 @@ PY
 }
 
 started=$SECONDS
-STAMP=probe EPOCHS=3 experiments/kws_stream/run.sh scheduler.warmup_epochs=1 > "$OUT/probe.out" 2>&1
+STAMP=probe EPOCHS=3 experiments/kws_stream/run.sh scheduler.warmup_epochs=1 > "$OUT/run.log" 2>&1
 probe=$((SECONDS - started))
 per_epoch=$(epoch_seconds logs/multiruns/kws_stream/probe)
 # what is left after the probe's start-up and test (its time less 3 epochs) and 15 s for the tars, with 10 % spare
@@ -46,15 +47,16 @@ fits=$("$PYTHON" -c "left = $BUDGET - $SECONDS - ($probe - 3 * $per_epoch) - 15
 print(min(100, int(left / max($per_epoch, 0.01) / 1.1) // 10 * 10))")
 echo "probe: ${probe} s for 3 epochs x $JOBS runs, ${per_epoch} s per epoch, at ${SECONDS} s -> EPOCHS=${fits}" \
     | tee -a "$OUT/machine.txt"
-if grep -q FAILED "$OUT/probe.out"; then
+if grep -q FAILED "$OUT/run.log"; then
     tail -n 30 logs/multiruns/kws_stream/probe/*-s0.log; echo "the probe failed: stopping"; exit 3
 fi
 if (( fits < 30 )); then echo "too slow for a run of 30 epochs or more: stopping" | tee -a "$OUT/machine.txt"; exit 3; fi
-STAMP="$GPU_STAMP" EPOCHS="$fits" experiments/kws_stream/run.sh > "$OUT/train.out" 2>&1 &
+STAMP="$GPU_STAMP" EPOCHS="$fits" experiments/kws_stream/run.sh >> "$OUT/run.log" 2>&1 &
 runs=$!
 while kill -0 "$runs" 2>/dev/null && (( SECONDS < BUDGET - 10 )); do sleep 2; done
 kill -0 "$runs" 2>/dev/null && echo "cut off at ${SECONDS} s: the unfinished runs are not results" | tee -a "$OUT/machine.txt"
-for arm in $ARMS; do
-    tar czf "$OUT/$arm.tgz" logs/multiruns/kws_stream/"$GPU_STAMP"/"$arm"-s* 2>/dev/null
+for run in $(for arm in $ARMS; do ls -d logs/multiruns/kws_stream/"$GPU_STAMP"/"$arm"-s* 2>/dev/null; done); do
+    # one tar per run: a file comes back only under 16 MiB
+    [[ -d "$run" ]] && tar czf "$OUT/$(basename "$run").tgz" "$run" "$run.log" 2>/dev/null
 done
 echo "done at ${SECONDS} s" | tee -a "$OUT/machine.txt"

@@ -18,7 +18,10 @@
 #   long        experiment=kws_stream at EPOCHS epochs (trained with EPOCHS=100 on a lent GPU:
 #               experiments/kws_stream/device_run.sh)
 #   wide        long at model.width=6 (BC-ResNet-6): experiment=kws_stream as it ships now, at EPOCHS
-#   junctions   wide + junction windows (augment.stream_junction_prob=0.2): not trained yet
+#   junctions   wide + junction windows (augment.stream_junction_prob=0.2)
+#   wide8       wide at model.width=8 (BC-ResNet-8)
+#   maxpool     wide + the max-pooling loss over 5 windows of a segment 400 ms longer than a clip
+#               (augment.max_pool_windows=5 augment.max_pool_span_ms=400)
 #   long_paper  paper at EPOCHS (the long arms' baseline)
 #   long_windows  long + stream windows (the kws_stream arm's, causal)
 #   long_noise, long_causal  noise and causal at EPOCHS
@@ -33,7 +36,7 @@ source "$(dirname "$0")/../common.sh"
 EPOCHS="${EPOCHS:-20}"
 SEEDS="${SEEDS:-0 1 2}"
 SC_ROOT="${SC_ROOT:-../shared/data/speech_commands_sample}"
-ARMS="${ARMS:-paper stream noise kws_stream small causal noise_causal shipped}"  # long*, wide, junctions: by name
+ARMS="${ARMS:-paper stream noise kws_stream small causal noise_causal shipped}"  # long*, wide*, junctions, maxpool: by name
 RUNS="logs/multiruns/kws_stream/$STAMP"
 sc="data=speech_commands data.root=$SC_ROOT data.download=false data.labels=kws12"
 DATA_ARGS="$sc"  # what finish writes into run_info.txt
@@ -59,6 +62,10 @@ for seed in $SEEDS; do
         "stream_calibration.enabled=false"
     echo "junctions-s$seed seed=$seed $sc experiment=kws_stream model.width=6 trainer.max_epochs=$EPOCHS" \
         "augment.stream_junction_prob=0.2 stream_calibration.enabled=false"
+    echo "wide8-s$seed seed=$seed $sc experiment=kws_stream model.width=8 trainer.max_epochs=$EPOCHS" \
+        "stream_calibration.enabled=false"
+    echo "maxpool-s$seed seed=$seed $sc experiment=kws_stream model.width=6 trainer.max_epochs=$EPOCHS" \
+        "augment.max_pool_windows=5 augment.max_pool_span_ms=400 stream_calibration.enabled=false"
     echo "long_paper-s$seed seed=$seed $sc model=bcresnet trainer.max_epochs=$EPOCHS test_ckpt=last"
     echo "long_windows-s$seed seed=$seed $sc experiment=kws_stream model.width=3 trainer.max_epochs=$EPOCHS $windows" \
         "stream_calibration.enabled=false"
