@@ -27,7 +27,10 @@ ARMS = {"paper": "bcresnet paper recipe", "stream": "+ stream windows only",
         "long_noise": "+ SNR noise and gain, 100 epochs (H200)",
         "long": "+ SNR noise and gain, causal, 100 epochs (H200)",
         "long_windows": "+ SNR noise, gain and stream windows, causal, 100 epochs (H200)",
-        "wide": "+ SNR noise and gain, causal, width 6, 100 epochs (H200)"}
+        "wide": "+ SNR noise and gain, causal, width 6, 100 epochs (H200)",
+        "junctions": "width 6 + junction windows (stream_junction_prob 0.2), 100 epochs (H200)",
+        "wide8": "+ SNR noise and gain, causal, width 8, 100 epochs (H200)",
+        "maxpool": "width 6 + max-pooling loss (5 windows over 1.4 s), 70 epochs (H200)"}
 DECISIONS = {
     "clip": "per-keyword clip thresholds (1 % FAR on val clips), smooth 3",
     "calibrated": "one threshold calibrated on val streams for 2 FA/h, smooth 3",

@@ -538,6 +538,23 @@ def prose() -> list[Prose]:
         Prose(studies, "fresh validation audio: "
                        f"{kws_stream('wide', 'test_frr', 'calibrated_3h+post', percent=True)} % at "
                        f"{kws_stream('wide', 'test_fa_per_hour', 'calibrated_3h+post', digits=1)} FA/h)"),
+        Prose(kws, f"BC-ResNet-8 (321k parameters) misses {kws_stream('wide8', 'val_frr', 'calibrated+post')} on "
+                   f"the validation streams against {kws_stream('wide', 'val_frr', 'calibrated+post')} at width 6"),
+        Prose(kws, f"it misses {kws_stream('wide8', 'test_frr', 'calibrated', percent=True)} % at "
+                   f"{kws_stream('wide8', 'test_fa_per_hour', 'calibrated', digits=1)} FA/h (calibrated) and scores "
+                   f"{kws_stream('wide8', 'clip_test_acc')} % on clips"),
+        Prose(kws, f"{kws_stream('junctions', 'val_frr', 'calibrated+post')} missed on the validation streams "
+                   f"against {kws_stream('wide', 'val_frr', 'calibrated+post')} without them, and on the test "
+                   f"streams {kws_stream('junctions', 'test_frr', 'calibrated', percent=True)} % at "
+                   f"{kws_stream('junctions', 'test_fa_per_hour', 'calibrated', digits=1)} FA/h (calibrated), with "
+                   f"2 points of clip accuracy lost ({kws_stream('junctions', 'clip_test_acc')} %)"),
+        Prose(kws, f"the model fires {kws_stream('junctions', 'test_fa_per_hour', 'clip', digits=1)} times per hour "
+                   f"against {kws_stream('wide', 'test_fa_per_hour', 'clip', digits=1)} without them"),
+        Prose(kws, f"{kws_stream('maxpool', 'val_frr', 'calibrated+post')} on the validation streams (per seed "
+                   f"{per_seed('maxpool', 'val_frr', 'calibrated+post')}), test "
+                   f"{kws_stream('maxpool', 'test_frr', 'calibrated', percent=True)} % at "
+                   f"{kws_stream('maxpool', 'test_fa_per_hour', 'calibrated', digits=1)} FA/h, clips "
+                   f"{kws_stream('maxpool', 'clip_test_acc')} %"),
         Prose(kws, f"runs at **{scoring_speed('scoring_speed_wide.json', '32-true')}x real time in fp32 and "
                    f"{scoring_speed('scoring_speed_wide.json', 'bf16-mixed')}x in bf16**"),
     ]
