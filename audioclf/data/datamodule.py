@@ -19,8 +19,15 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-from audioclf.audio.augment import (FEATURE_KEYS, SEGMENT_KEYS, STREAM_KEYS, NoiseBank, SegmentWindows, StreamWindows,
-                                    WaveAugment)
+from audioclf.audio.augment import (
+    FEATURE_KEYS,
+    SEGMENT_KEYS,
+    STREAM_KEYS,
+    NoiseBank,
+    SegmentWindows,
+    StreamWindows,
+    WaveAugment,
+)
 from audioclf.data.clips import ClipBank, load_or_build
 from audioclf.data.io import read_noise_folder
 from audioclf.data.sampling import ResumableDataLoader, ShardedBatches, draw_weights

@@ -43,10 +43,11 @@ class AudioClassifier(L.LightningModule):
         """`optimizer(params)` and `scheduler(optimizer, total_steps=, steps_per_epoch=)` are
         factories (e.g. partials from the config), needed only to train, so not saved in the
         checkpoint's hyperparameters; `data` is the training data config, kept so eval can
-        default to it. `max_pool_windows` > 1: each training example arrives as that many windows of one
-        segment (augment.max_pool_*), and the loss keeps one of them (max_pool_window). `frontend`: the frontend already built from `features`, `spec_augment`
-        and `vtlp` (the config edge builds it once, to check them); None builds it from them,
-        as loading a checkpoint does."""
+        default to it. `max_pool_windows` > 1: each training example arrives as that many windows
+        of one segment (augment.max_pool_*), and the loss keeps one of them (max_pool_window).
+        `frontend`: the frontend already built from `features`, `spec_augment` and `vtlp` (the
+        config edge builds it once, to check them); None builds it from them, as loading a
+        checkpoint does."""
         super().__init__()
         self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler", "frontend"])
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
