@@ -27,6 +27,11 @@ STREAM_KEYS = ("stream_cut_prob", "stream_cut_visible", "stream_anywhere", "stre
 SEGMENT_KEYS = ("max_pool_windows", "max_pool_span_ms")
 
 
+def waveform_args(augment: dict) -> dict:
+    """The augment.* keys WaveAugment takes (noise_dir among them: the caller turns it into a noise bank)."""
+    return {key: value for key, value in augment.items() if key not in (*FEATURE_KEYS, *STREAM_KEYS, *SEGMENT_KEYS)}
+
+
 class NoiseBank(nn.Module):
     """Noise recordings concatenated into one buffer; random crops are gathered in one op."""
 

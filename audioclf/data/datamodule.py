@@ -20,13 +20,13 @@ from torch.utils.data import (
 )
 
 from audioclf.audio.augment import (
-    FEATURE_KEYS,
     SEGMENT_KEYS,
     STREAM_KEYS,
     NoiseBank,
     SegmentWindows,
     StreamWindows,
     WaveAugment,
+    waveform_args,
 )
 from audioclf.data.clips import ClipBank, load_or_build
 from audioclf.data.io import read_noise_folder
@@ -107,9 +107,7 @@ class AudioDataModule(L.LightningDataModule):
         self.augment, self.windows = self.build_augment(), self.build_windows()
 
     def build_augment(self) -> WaveAugment:
-        cfg = dict(self.augment_cfg)
-        for key in (*FEATURE_KEYS, *STREAM_KEYS, *SEGMENT_KEYS):
-            cfg.pop(key, None)
+        cfg = waveform_args(self.augment_cfg)
         noise_dir = cfg.pop("noise_dir", None)
         names = list(self.source.class_names)
         silence = names.index("_silence_") if "_silence_" in names else None

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from audioclf.audio.augment import FEATURE_KEYS, STREAM_KEYS, WaveAugment
+from audioclf.audio.augment import WaveAugment, waveform_args
 from audioclf.config import compose_config, model_sample_rate, to_dict
 from audioclf.errors import UserError, exit_on_user_error
 from audioclf.models import BACKBONES
@@ -75,9 +75,8 @@ def build(cfg: Any) -> tuple[nn.Module, WaveAugment, int, int]:
     num_samples = int(round(cfg.data.clip_seconds * rate))
     data = SimpleNamespace(class_names=[str(d) for d in range(10)], sample_rate=rate, num_samples=num_samples)
     model = build_model(cfg, data)
-    augment = dict(to_dict(cfg.get("augment")) or {})
-    for key in (*FEATURE_KEYS, *STREAM_KEYS, "noise_dir"):
-        augment.pop(key, None)
+    augment = waveform_args(to_dict(cfg.get("augment")) or {})
+    augment.pop("noise_dir", None)
     augment["noise_prob"] = 0.0  # FSDD ships no background noise: the datamodule mixes none either
     return model, WaveAugment(rate, **augment), rate, int(cfg.data.batch_size)
 
