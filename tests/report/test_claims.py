@@ -92,6 +92,11 @@ def rung_gain(name: str, base: str) -> str:
     return f"{float(rows[name]['LOSO mean %']) - float(rows[base]['LOSO mean %']):+.1f}"
 
 
+def loso_mean(name: str) -> str:
+    """A rung's LOSO mean alone, `74.9`."""
+    return f"{float(ladder()[name]['LOSO mean %']):.1f}"
+
+
 def load_script(relative: str):
     spec = importlib.util.spec_from_file_location(relative.replace("/", "_").removesuffix(".py"), EXP / relative)
     module = importlib.util.module_from_spec(spec)
@@ -421,6 +426,14 @@ def prose() -> list[Prose]:
                        f"{acc(RECIPES, 'bcresnet_sc_old')} % for the old AdamW default"),
         Prose(studies, f"matchboxnet's {acc(RECIPES, 'matchbox_sc_paper')} % vs {acc(RECIPES, 'matchbox_sc_old')} %"),
         Prose(studies, f"gru: {rung('0_baseline')} % LOSO"),
+        Prose(studies, "Per-clip level normalization over the speech frames "
+                       f"{rung_gain('4_utterance', '0_baseline')}, random channel colouring "
+                       f"{rung_gain('6_utterance_tilt', '4_utterance')}, 20 epochs "
+                       f"{rung_gain('8_utterance_tilt_20_epochs', '6_utterance_tilt')}, SpecAugment "
+                       f"{rung_gain('10_specaugment', '8_utterance_tilt_20_epochs')}, speed ±10 % "
+                       f"{rung_gain('13_specaugment_speed', '10_specaugment')}"),
+        Prose(studies, f"per-clip tilt removal ({rung_gain('12_utterance_tilt_norm', '8_utterance_tilt_20_epochs')})"),
+        Prose(studies, f"VTLP on top {rung_gain('14_vtlp', '13_specaugment_speed')}"),
         Prose(studies, f"{rung('13_specaugment_speed')} % (`experiment=fsdd_unseen_speaker`; official "
                        f"{rung('13_specaugment_speed', 'official')} %), {rung('13b_ensemble_specaugment_speed')} % "
                        f"as a 3-seed ensemble"),
@@ -437,6 +450,15 @@ def prose() -> list[Prose]:
         # the study READMEs' own answers
         Prose(us, f"**{rung('13_specaugment_speed')} % for one model"),
         Prose(us, f"against {rung('0_baseline')} % for the baseline"),
+        Prose(us, f"**{rung_gain('8_utterance_tilt_20_epochs', '6_utterance_tilt')}** "
+                  f"({loso_mean('6_utterance_tilt')} -> {rung('8_utterance_tilt_20_epochs')};"),
+        Prose(us, f"**{rung_gain('10_specaugment', '8_utterance_tilt_20_epochs')}** "
+                  f"({rung('8_utterance_tilt_20_epochs')} -> {rung('10_specaugment')};"),
+        Prose(us, f"**{rung_gain('13_specaugment_speed', '10_specaugment')}** "
+                  f"({rung('10_specaugment')} -> {rung('13_specaugment_speed')};"),
+        Prose(us, f"{rung_gain('14_vtlp', '13_specaugment_speed')}** ({rung('14_vtlp')} %;"),
+        Prose(us, f"**hurt: {rung_gain('12_utterance_tilt_norm', '8_utterance_tilt_20_epochs')}** "
+                  f"({rung('12_utterance_tilt_norm')} against rung 8's {rung('8_utterance_tilt_20_epochs')};"),
         Prose(us, f"give {acc(SC_CHECK, 'bcr_recipe')} % against {acc(SC_CHECK, 'bcr_paper')} %"),
         Prose("experiments/cnn_vs_rnn/README.md", f"bcresnet leads ({acc(CNN, 'kws12_bcresnet')} %)"),
         Prose("experiments/gru_labels/README.md", f"Dropout 0.2 with the posted labels reaches "
