@@ -346,6 +346,13 @@ class SegmentWindows(nn.Module):
         return segments[:, index].reshape(-1, self.num_samples)
 
 
+def check_one_loss_change(max_pool_windows: int, mixup_alpha: float) -> None:
+    """The max-pooling loss and Mixup each replace the plain cross-entropy: only one may be on."""
+    if max_pool_windows > 1 and mixup_alpha > 0:
+        raise ValueError("max_pool_windows and mixup_alpha both change the loss: use one of them "
+                         "(augment.max_pool_windows=0 or augment.mixup_alpha=0)")
+
+
 def max_pool_window(logits: torch.Tensor, labels: torch.Tensor, keywords: torch.Tensor) -> torch.Tensor:
     """The window of each segment the max-pooling loss trains on, from (B, windows, classes) logits:
     for a keyword, the window that scores it highest (one window must fire, not every window it crosses);

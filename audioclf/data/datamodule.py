@@ -26,6 +26,7 @@ from audioclf.audio.augment import (
     SegmentWindows,
     StreamWindows,
     WaveAugment,
+    check_one_loss_change,
     waveform_args,
 )
 from audioclf.data.clips import ClipBank, load_or_build
@@ -139,9 +140,7 @@ class AudioDataModule(L.LightningDataModule):
         """The max-pooling loss's training segments (augment.max_pool_*), or None when it is off."""
         cfg = {key[len("max_pool_"):]: self.augment_cfg[key] for key in SEGMENT_KEYS if key in self.augment_cfg}
         segments = SegmentWindows(self.num_samples, self.sample_rate, **cfg)
-        if segments.active and self.augment_cfg.get("mixup_alpha", 0) > 0:
-            raise ValueError("max_pool_windows and mixup_alpha both change the loss: use one of them "
-                             "(augment.max_pool_windows=0 or augment.mixup_alpha=0)")
+        check_one_loss_change(segments.count, self.augment_cfg.get("mixup_alpha") or 0)
         return segments if segments.active else None
 
     @property

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from audioclf.audio.augment import max_pool_window, mixup
+from audioclf.audio.augment import check_one_loss_change, max_pool_window, mixup
 from audioclf.audio.frontends import Frontend, build_frontend
 from audioclf.models import build_backbone, count_parameters
 from audioclf.report.detection import thresholds_at_far
@@ -60,9 +60,7 @@ class AudioClassifier(L.LightningModule):
         self.num_parameters = count_parameters(self.backbone)
         self.channels_last = False  # set by use_channels_last(); a run-time choice, not a hyperparameter
         self.lr_scales: dict[str, float] = {}  # parameter name -> lr multiplier (lit/transfer.py sets them)
-        if max_pool_windows > 1 and mixup_alpha > 0:
-            raise ValueError("max_pool_windows and mixup_alpha both change the loss: use one of them "
-                             "(augment.max_pool_windows=0 or augment.mixup_alpha=0)")
+        check_one_loss_change(max_pool_windows, mixup_alpha)
         keywords = [i for i, name in enumerate(self.class_names) if not name.startswith("_")]
         self.register_buffer("keyword_ids", torch.tensor(keywords, dtype=torch.long), persistent=False)
 

@@ -50,9 +50,8 @@ def build_datamodule(cfg: DictConfig, data: dict | None = None) -> AudioDataModu
 
 
 def build_augment(cfg: DictConfig, datamodule: AudioDataModule) -> None:
-    """The datamodule's waveform augmentation, stream windows and max-pooling segments, built before the clips
-    are decoded;
-    the library's ValueError about a value becomes a one-line error naming augment.<key>."""
+    """The datamodule's waveform augmentation, stream windows and max-pooling segments, built before the
+    clips are decoded; the library's ValueError about a value becomes a one-line error naming augment.<key>."""
     if datamodule.source is None:
         datamodule.prepare_data()
     with config_errors("augment", cfg.get("augment")):
